@@ -1,0 +1,144 @@
+# SPDX-License-Identifier: Apache-2.0
+# sandbox: one Makefile for the VMM, the guest images, the tests and the arm64 test host.
+#
+#   make                 sandbox for ARCH (default: this machine's), plus its guest images
+#   make ARCH=arm64      cross-build sandbox and the arm64 guest images
+#   make deps            install the Debian packages everything needs (root)
+#   make boot            boot the default guest (in the arm64 test host unless this is arm64 with KVM)
+#   make check           unit tests, format check, then end-to-end tests in the arm64 test host
+
+HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
+ARCH ?= $(HOST_ARCH)
+ifeq ($(ARCH),aarch64)
+override ARCH := arm64
+endif
+
+BUILD := build
+O := $(BUILD)/$(ARCH)
+HOSTO := $(BUILD)/host
+SANDBOX_CACHE ?= $(HOME)/.cache/sandbox
+export SANDBOX_CACHE
+
+ifeq ($(ARCH),arm64)
+ifneq ($(HOST_ARCH),arm64)
+CROSS_COMPILE ?= aarch64-linux-gnu-
+endif
+endif
+CC := $(CROSS_COMPILE)gcc
+HOSTCC := gcc
+
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+WARN := -Wall -Wextra -Werror -Wmissing-prototypes
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 $(WARN) -fstack-protector-strong -D_GNU_SOURCE
+CPPFLAGS += -Ivmm/arch/$(ARCH) -MMD -MP -DSANDBOX_VERSION='"$(VERSION)"'
+LDLIBS := -lfdt -lpthread
+
+# The arm64 sandbox is static so it runs in the test host without a root filesystem.
+# Its libfdt.a comes from the arm64 package via apt-get download: libfdt-dev:arm64
+# cannot be installed beside libfdt-dev.
+ARM64_SYSROOT := $(SANDBOX_CACHE)/arm64-sysroot
+ifeq ($(ARCH),arm64)
+ifneq ($(HOST_ARCH),arm64)
+LDFLAGS += -static -L$(ARM64_SYSROOT)/usr/lib/aarch64-linux-gnu
+SYSROOT_DEP := $(ARM64_SYSROOT)/.done
+else
+LDFLAGS += -static
+endif
+endif
+
+SRCS := launcher/main.c launcher/cli.c \
+	vmm/vm.c vmm/vcpu.c vmm/bus.c vmm/mem.c vmm/loader.c vmm/log.c \
+	devices/pl011.c devices/pvpanic.c
+SRCS_arm64 := vmm/arch/arm64/arch.c vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c
+SRCS_x86_64 := vmm/arch/x86_64/arch.c
+ALL_SRCS := $(SRCS) $(SRCS_$(ARCH))
+OBJS := $(ALL_SRCS:%.c=$(O)/obj/%.o)
+
+ifeq ($(SRCS_$(ARCH)),)
+$(error ARCH=$(ARCH) is not supported; use arm64 or x86_64)
+endif
+
+# Guest images exist for arm64 so far (x86_64: issue 8).
+IMAGES_arm64 := $(O)/images/Image $(O)/images/initramfs.cpio
+IMAGES := $(IMAGES_$(ARCH))
+
+.PHONY: all deps images boot check unit e2e format-check format clean FORCE
+.DEFAULT_GOAL := all
+
+all: $(O)/sandbox $(IMAGES)
+
+deps:
+	scripts/deps
+
+$(O)/sandbox: $(OBJS) $(SYSROOT_DEP)
+	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+$(O)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(ARM64_SYSROOT)/.done: scripts/arm64-sysroot
+	scripts/arm64-sysroot $(ARM64_SYSROOT)
+
+# --- guest images --------------------------------------------------------------
+images: $(IMAGES)
+
+# build-kernel keeps its own cache keyed by config and sources; it is cheap when cached.
+$(O)/images/Image: FORCE
+	@mkdir -p $(dir $@)
+	images/build-kernel $(ARCH) $@
+
+$(O)/images/init: images/agent/init.c
+	@mkdir -p $(dir $@)
+	$(CC) -static -Os -std=gnu11 $(WARN) -o $@ $<
+
+$(O)/images/initramfs.cpio: $(O)/images/init images/mkinitramfs
+	images/mkinitramfs $@ $(O)/images/init
+
+# --- tests ---------------------------------------------------------------------
+UNIT_TESTS := $(wildcard tests/unit/test_*.c)
+UNIT_SRCS := launcher/cli.c vmm/bus.c vmm/mem.c vmm/log.c devices/pl011.c \
+	vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c
+UNIT_BIN := $(HOSTO)/unit-tests
+
+$(UNIT_BIN): $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) $(wildcard vmm/*.h devices/*.h launcher/*.h vmm/arch/arm64/*.h tests/unit/*.h)
+	@mkdir -p $(dir $@)
+	$(HOSTCC) -std=gnu11 -O1 -g $(WARN) -Wno-missing-prototypes -D_GNU_SOURCE \
+		-fsanitize=address,undefined -fno-omit-frame-pointer \
+		-o $@ $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) -lcriterion -lfdt -lpthread
+
+unit: $(UNIT_BIN)
+	$(UNIT_BIN)
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format-check:
+	@bad=$$(for f in $(FORMAT_FILES); do clang-format --dry-run --Werror $$f >/dev/null 2>&1 || echo $$f; done); \
+	if [ -n "$$bad" ]; then echo "not clang-formatted (run make format):"; echo "$$bad"; exit 1; fi; \
+	echo "format-check: ok"
+
+format:
+	clang-format -i $(FORMAT_FILES)
+
+# End-to-end: the arm64 build runs inside the arm64 test host (a nested KVM guest).
+ARM64_TREE := $(BUILD)/arm64
+e2e:
+	$(MAKE) ARCH=arm64 all
+	@mkdir -p $(ARM64_TREE)/tests
+	cp tests/e2e/arm64.sh $(ARM64_TREE)/tests/e2e.sh
+	tests/arm64-host/run --timeout 600 -- sh /sandbox/tests/e2e.sh
+
+check: format-check unit e2e
+
+boot:
+	$(MAKE) ARCH=arm64 all
+ifeq ($(HOST_ARCH),arm64)
+	@if [ -c /dev/kvm ]; then $(ARM64_TREE)/sandbox boot; else tests/arm64-host/run -- sandbox boot; fi
+else
+	tests/arm64-host/run -- sandbox boot
+endif
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(OBJS:.o=.d)

@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: Apache-2.0
+// PL011 UART emulation: registers, a receive FIFO fed from a host fd, level interrupts.
+#include <errno.h>
+#include <libfdt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "../vmm/log.h"
+#include "pl011.h"
+
+/* Register offsets (PL011 TRM, DDI 0183). */
+#define UARTDR 0x000
+#define UARTRSR 0x004
+#define UARTFR 0x018
+#define UARTILPR 0x020
+#define UARTIBRD 0x024
+#define UARTFBRD 0x028
+#define UARTLCR_H 0x02c
+#define UARTCR 0x030
+#define UARTIFLS 0x034
+#define UARTIMSC 0x038
+#define UARTRIS 0x03c
+#define UARTMIS 0x040
+#define UARTICR 0x044
+#define UARTDMACR 0x048
+#define UARTPERIPHID0 0xfe0
+
+#define FR_RXFE (1U << 4)
+#define FR_TXFF (1U << 5)
+#define FR_RXFF (1U << 6)
+#define FR_TXFE (1U << 7)
+
+#define INT_RX (1U << 4)
+#define INT_TX (1U << 5)
+#define INT_RT (1U << 6)
+#define INT_ALL 0x7ffU
+
+#define LCRH_FEN (1U << 4)
+
+#define FIFO_DEPTH 32
+
+/* PeriphID0-3 then PCellID0-3: an r1p5 PL011, as the AMBA bus expects. */
+static const uint8_t pl011_ids[8] = { 0x11, 0x10, 0x14, 0x00,
+				      0x0d, 0xf0, 0x05, 0xb1 };
+
+struct pl011 {
+	struct device dev;
+	pthread_mutex_t lock;
+	pthread_cond_t room; /* signalled when the guest drains the FIFO */
+	uint8_t fifo[FIFO_DEPTH];
+	unsigned int head, count;
+	uint32_t ris, imsc, lcr_h, cr, ibrd, fbrd, ifls, ilpr, dmacr;
+	bool line; /* last level driven on the interrupt line */
+	int in_fd, out_fd;
+	int stop_fd; /* eventfd telling the receive thread to end */
+	pthread_t rx_thread;
+	bool rx_started;
+	bool closing;
+};
+
+static unsigned int fifo_depth(const struct pl011 *u)
+{
+	return (u->lcr_h & LCRH_FEN) ? FIFO_DEPTH : 1;
+}
+
+/* Called with the lock held: drives the line to (RIS & IMSC) != 0. */
+static void update_irq(struct pl011 *u)
+{
+	bool level = (u->ris & u->imsc) != 0;
+
+	if (level == u->line)
+		return;
+	u->line = level;
+	if (irq__set_level(u->dev.vm, (uint32_t)u->dev.irq, level) < 0)
+		pr_debug("pl011: cannot set interrupt line %d", u->dev.irq);
+}
+
+size_t pl011__receive(struct pl011 *u, const uint8_t *buf, size_t len)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&u->lock);
+	while (n < len && u->count < fifo_depth(u)) {
+		u->fifo[(u->head + u->count) % FIFO_DEPTH] = buf[n++];
+		u->count++;
+	}
+	if (n) {
+		/* Linux drains on RX or receive-timeout; raise both while data waits. */
+		u->ris |= INT_RX | INT_RT;
+		update_irq(u);
+	}
+	pthread_mutex_unlock(&u->lock);
+	return n;
+}
+
+static uint32_t read_dr(struct pl011 *u)
+{
+	uint32_t c;
+
+	if (!u->count)
+		return 0;
+	c = u->fifo[u->head];
+	u->head = (u->head + 1) % FIFO_DEPTH;
+	u->count--;
+	if (!u->count)
+		u->ris &= ~(INT_RX | INT_RT);
+	pthread_cond_signal(&u->room);
+	update_irq(u);
+	return c;
+}
+
+static uint32_t read_reg(struct pl011 *u, uint64_t off)
+{
+	uint32_t fr;
+
+	if (off >= UARTPERIPHID0 && off < UARTPERIPHID0 + 0x20)
+		return pl011_ids[(off - UARTPERIPHID0) / 4];
+	switch (off) {
+	case UARTDR:
+		return read_dr(u);
+	case UARTRSR:
+		return 0;
+	case UARTFR:
+		/* Transmission is immediate: the TX FIFO is always empty. */
+		fr = FR_TXFE;
+		if (!u->count)
+			fr |= FR_RXFE;
+		if (u->count >= fifo_depth(u))
+			fr |= FR_RXFF;
+		return fr;
+	case UARTILPR:
+		return u->ilpr;
+	case UARTIBRD:
+		return u->ibrd;
+	case UARTFBRD:
+		return u->fbrd;
+	case UARTLCR_H:
+		return u->lcr_h;
+	case UARTCR:
+		return u->cr;
+	case UARTIFLS:
+		return u->ifls;
+	case UARTIMSC:
+		return u->imsc;
+	case UARTRIS:
+		return u->ris;
+	case UARTMIS:
+		return u->ris & u->imsc;
+	case UARTDMACR:
+		return u->dmacr;
+	default:
+		return 0;
+	}
+}
+
+static void transmit(struct pl011 *u, uint8_t c)
+{
+	/* A console that cannot be written (closed pipe) must not stop the guest. */
+	while (write(u->out_fd, &c, 1) < 0 && errno == EINTR)
+		;
+}
+
+static void write_reg(struct pl011 *u, uint64_t off, uint32_t v)
+{
+	switch (off) {
+	case UARTDR:
+		transmit(u, (uint8_t)v);
+		/* The byte left at once: the TX FIFO is below its trigger level again. */
+		u->ris |= INT_TX;
+		break;
+	case UARTRSR:
+		break;
+	case UARTILPR:
+		u->ilpr = v & 0xff;
+		break;
+	case UARTIBRD:
+		u->ibrd = v & 0xffff;
+		break;
+	case UARTFBRD:
+		u->fbrd = v & 0x3f;
+		break;
+	case UARTLCR_H:
+		/* Switching the FIFO off or on flushes it, as in the TRM. */
+		if ((u->lcr_h ^ v) & LCRH_FEN) {
+			u->count = 0;
+			u->ris &= ~(INT_RX | INT_RT);
+			pthread_cond_signal(&u->room);
+		}
+		u->lcr_h = v & 0xff;
+		break;
+	case UARTCR:
+		u->cr = v & 0xffff;
+		break;
+	case UARTIFLS:
+		u->ifls = v & 0x3f;
+		break;
+	case UARTIMSC:
+		u->imsc = v & INT_ALL;
+		break;
+	case UARTICR:
+		u->ris &= ~(v & INT_ALL);
+		/* Data still waiting keeps its interrupt asserted. */
+		if (u->count)
+			u->ris |= (v & (INT_RX | INT_RT));
+		break;
+	case UARTDMACR:
+		u->dmacr = v & 0x7;
+		break;
+	default:
+		break;
+	}
+	update_irq(u);
+}
+
+static uint32_t load_le(const void *data, uint32_t len)
+{
+	const uint8_t *p = data;
+	uint32_t v = 0;
+	uint32_t i;
+
+	for (i = 0; i < len && i < 4; i++)
+		v |= (uint32_t)p[i] << (8 * i);
+	return v;
+}
+
+static void pl011_mmio_read(struct device *dev, uint64_t off, void *data,
+			    uint32_t len)
+{
+	struct pl011 *u = container_of(dev, struct pl011, dev);
+	uint8_t *p = data;
+	uint32_t v, i;
+
+	pthread_mutex_lock(&u->lock);
+	v = read_reg(u, off & ~3ULL);
+	pthread_mutex_unlock(&u->lock);
+	for (i = 0; i < len; i++)
+		p[i] = i < 4 ? (uint8_t)(v >> (8 * i)) : 0;
+}
+
+static void pl011_mmio_write(struct device *dev, uint64_t off, const void *data,
+			     uint32_t len)
+{
+	struct pl011 *u = container_of(dev, struct pl011, dev);
+
+	pthread_mutex_lock(&u->lock);
+	write_reg(u, off & ~3ULL, load_le(data, len));
+	pthread_mutex_unlock(&u->lock);
+}
+
+static void *rx_thread(void *arg)
+{
+	struct pl011 *u = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = u->in_fd, .events = POLLIN },
+		{ .fd = u->stop_fd, .events = POLLIN },
+	};
+	uint8_t buf[FIFO_DEPTH];
+
+	for (;;) {
+		ssize_t n;
+		size_t done = 0;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		n = read(u->in_fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			break;
+		/* Hold back the host until the guest makes room: no byte is dropped. */
+		pthread_mutex_lock(&u->lock);
+		while (!u->closing) {
+			pthread_mutex_unlock(&u->lock);
+			done += pl011__receive(u, buf + done, n - done);
+			pthread_mutex_lock(&u->lock);
+			if (done == (size_t)n || u->closing)
+				break;
+			pthread_cond_wait(&u->room, &u->lock);
+		}
+		pthread_mutex_unlock(&u->lock);
+	}
+	return NULL;
+}
+
+static void pl011_destroy(struct device *dev)
+{
+	struct pl011 *u = container_of(dev, struct pl011, dev);
+	uint64_t one = 1;
+
+	if (u->rx_started) {
+		pthread_mutex_lock(&u->lock);
+		u->closing = true;
+		pthread_cond_signal(&u->room);
+		pthread_mutex_unlock(&u->lock);
+		if (write(u->stop_fd, &one, sizeof(one)) < 0)
+			pr_debug("pl011: cannot signal the receive thread");
+		pthread_join(u->rx_thread, NULL);
+	}
+	if (u->stop_fd >= 0)
+		close(u->stop_fd);
+	pthread_cond_destroy(&u->room);
+	pthread_mutex_destroy(&u->lock);
+	free(u);
+}
+
+static int pl011_fdt_props(struct device *dev, void *fdt,
+			   uint32_t clock_phandle)
+{
+	fdt32_t clocks[2] = { cpu_to_fdt32(clock_phandle),
+			      cpu_to_fdt32(clock_phandle) };
+
+	(void)dev;
+	if (fdt_property(fdt, "clocks", clocks, sizeof(clocks)) < 0 ||
+	    fdt_property(fdt, "clock-names", "uartclk\0apb_pclk",
+			 sizeof("uartclk\0apb_pclk")) < 0)
+		return -ENOSPC;
+	return 0;
+}
+
+static const struct device_ops pl011_ops = {
+	.name = "pl011",
+	.mmio_read = pl011_mmio_read,
+	.mmio_write = pl011_mmio_write,
+	.fdt_compatible = "arm,pl011\0arm,primecell",
+	.fdt_compatible_len = sizeof("arm,pl011\0arm,primecell"),
+	.fdt_props = pl011_fdt_props,
+	.destroy = pl011_destroy,
+};
+
+struct device *pl011__device(struct pl011 *uart)
+{
+	return &uart->dev;
+}
+
+int pl011__new(struct vm *vm, uint64_t base, uint32_t irq, int in_fd,
+	       int out_fd, struct pl011 **out)
+{
+	struct pl011 *u;
+	int err;
+
+	*out = NULL;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->dev.ops = &pl011_ops;
+	u->dev.vm = vm;
+	u->dev.base = base;
+	u->dev.size = PL011_MMIO_SIZE;
+	u->dev.irq = (int)irq;
+	u->in_fd = in_fd;
+	u->out_fd = out_fd;
+	u->stop_fd = -1;
+	/* Reset values from the TRM: TX and RX enabled, UART enabled, FIFOs half full. */
+	u->cr = 0x300;
+	u->ifls = 0x12;
+	pthread_mutex_init(&u->lock, NULL);
+	pthread_cond_init(&u->room, NULL);
+	if (in_fd >= 0) {
+		u->stop_fd = eventfd(0, EFD_CLOEXEC);
+		if (u->stop_fd < 0) {
+			err = -errno;
+			goto fail;
+		}
+		err = -pthread_create(&u->rx_thread, NULL, rx_thread, u);
+		if (err)
+			goto fail;
+		u->rx_started = true;
+	}
+	*out = u;
+	return 0;
+fail:
+	pr_err("pl011: cannot start the console input thread: %s",
+	       strerror(-err));
+	pl011_destroy(&u->dev);
+	return err;
+}

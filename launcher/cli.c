@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: Apache-2.0
+// Parses `sandbox <command> [flags]` strictly: every value checked, nothing guessed.
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+const char cli__usage[] =
+	"usage: sandbox <command> [options]\n"
+	"\n"
+	"commands:\n"
+	"  boot      boot a Linux guest on the serial console until it powers off\n"
+	"  help      show this text\n"
+	"  version   show the version\n"
+	"\n"
+	"boot options:\n"
+	"  --kernel IMAGE   guest kernel (default: the built image)\n"
+	"  --initrd FILE    initramfs (default: the built initramfs)\n"
+	"  --no-initrd      boot without an initramfs\n"
+	"  --cmdline STR    kernel command line (default: \"" CLI_DEFAULT_CMDLINE
+	"\")\n"
+	"  --mem MIB        guest memory in MiB, even (default: 128)\n"
+	"  --vcpus N        number of vCPUs (default: 1)\n"
+	"  --timeout SEC    stop the guest after SEC seconds (default: none)\n";
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __printf(3, 4);
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* Decimal digits only: no sign, no spaces, no hex, no trailing junk. */
+static int parse_uint(const char *s, unsigned int min, unsigned int max,
+		      unsigned int *out)
+{
+	unsigned long long v = 0;
+	const char *p;
+
+	if (!*s)
+		return -EINVAL;
+	for (p = s; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		v = v * 10 + (unsigned long long)(*p - '0');
+		if (v > max)
+			return -ERANGE;
+	}
+	if (v < min)
+		return -ERANGE;
+	*out = (unsigned int)v;
+	return 0;
+}
+
+/*
+ * Splits "--flag=value" or "--flag value". Returns the value or NULL when it
+ * is missing; *@i advances past a separate value.
+ */
+static const char *take_value(int argc, char *const argv[], int *i,
+			      const char *flag)
+{
+	const char *arg = argv[*i];
+	size_t n = strlen(flag);
+
+	if (arg[n] == '=')
+		return arg + n + 1;
+	if (*i + 1 >= argc)
+		return NULL;
+	return argv[++*i];
+}
+
+static bool is_flag(const char *arg, const char *flag)
+{
+	size_t n = strlen(flag);
+
+	return !strncmp(arg, flag, n) && (arg[n] == '\0' || arg[n] == '=');
+}
+
+static int number_flag(const char *flag, const char *v, unsigned int min,
+		       unsigned int max, unsigned int *out, char *err,
+		       size_t errlen)
+{
+	int r = parse_uint(v, min, max, out);
+
+	if (r == -ERANGE)
+		return fail(err, errlen, "%s %s: out of range (%u to %u)", flag,
+			    v, min, max);
+	if (r)
+		return fail(err, errlen, "%s %s: not a whole number", flag, v);
+	return 0;
+}
+
+static int parse_boot(int argc, char *const argv[], int i, struct boot_opts *b,
+		      char *err, size_t errlen)
+{
+	static const char *const valued[] = { "--kernel",  "--initrd",
+					      "--cmdline", "--mem",
+					      "--vcpus",   "--timeout" };
+	int r;
+
+	for (; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *flag = NULL, *v;
+		size_t k;
+
+		if (!strcmp(arg, "--no-initrd")) {
+			b->no_initrd = true;
+			continue;
+		}
+		for (k = 0; k < ARRAY_SIZE(valued); k++)
+			if (is_flag(arg, valued[k]))
+				flag = valued[k];
+		if (!flag)
+			return fail(err, errlen, "boot: unknown option '%s'",
+				    arg);
+		v = take_value(argc, argv, &i, flag);
+		if (!v)
+			return fail(err, errlen, "%s needs a value", flag);
+		if (!strcmp(flag, "--kernel") || !strcmp(flag, "--initrd")) {
+			if (!*v)
+				return fail(err, errlen, "%s: empty path",
+					    flag);
+			if (!strcmp(flag, "--kernel"))
+				b->kernel = v;
+			else
+				b->initrd = v;
+		} else if (!strcmp(flag, "--cmdline")) {
+			b->cmdline = v;
+		} else if (!strcmp(flag, "--mem")) {
+			r = number_flag(flag, v, CLI_MIN_MEM_MIB,
+					CLI_MAX_MEM_MIB, &b->mem_mib, err,
+					errlen);
+			if (r)
+				return r;
+			if (b->mem_mib % 2)
+				return fail(
+					err, errlen,
+					"--mem %s: must be a multiple of 2 MiB",
+					v);
+		} else if (!strcmp(flag, "--vcpus")) {
+			r = number_flag(flag, v, 1, CLI_MAX_VCPUS, &b->vcpus,
+					err, errlen);
+			if (r)
+				return r;
+		} else {
+			r = number_flag(flag, v, 0, CLI_MAX_TIMEOUT_S,
+					&b->timeout_s, err, errlen);
+			if (r)
+				return r;
+		}
+	}
+	if (b->no_initrd && b->initrd)
+		return fail(err, errlen,
+			    "--initrd and --no-initrd exclude each other");
+	return 0;
+}
+
+int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
+	       size_t errlen)
+{
+	const char *cmd;
+
+	memset(out, 0, sizeof(*out));
+	out->boot.mem_mib = CLI_DEFAULT_MEM_MIB;
+	out->boot.vcpus = 1;
+	if (errlen)
+		err[0] = '\0';
+	if (argc < 2)
+		return fail(err, errlen, "no command given");
+	cmd = argv[1];
+	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") ||
+	    !strcmp(cmd, "-h")) {
+		out->cmd = CLI_HELP;
+		return argc == 2 ? 0
+				 : fail(err, errlen, "help takes no arguments");
+	}
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+		out->cmd = CLI_VERSION;
+		return argc == 2 ? 0
+				 : fail(err, errlen,
+					"version takes no arguments");
+	}
+	if (!strcmp(cmd, "boot")) {
+		out->cmd = CLI_BOOT;
+		return parse_boot(argc, argv, 2, &out->boot, err, errlen);
+	}
+	return fail(err, errlen, "unknown command '%s'", cmd);
+}

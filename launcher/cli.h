@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Command-line parsing for `sandbox`: pure, so every flag is unit-tested. */
+#ifndef SANDBOX_CLI_H
+#define SANDBOX_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../vmm/util.h"
+
+/* Exit statuses of the sandbox command; docs/cli.md lists them. */
+enum {
+	EXIT_OK = 0, /* the guest powered off or rebooted */
+	EXIT_USAGE = 2, /* bad command line */
+	EXIT_INTERNAL =
+		120, /* the host side failed (KVM ioctl, memory, threads) */
+	EXIT_BAD_INPUT =
+		121, /* kernel/initrd missing, unreadable, not bootable, too big */
+	EXIT_NO_KVM = 122, /* /dev/kvm missing or lacking what the arch needs */
+	EXIT_GUEST_PANIC = 123, /* the guest kernel panicked */
+	EXIT_TIMEOUT = 124, /* the guest ran past --timeout and was stopped */
+};
+
+enum cli_cmd {
+	CLI_HELP,
+	CLI_VERSION,
+	CLI_BOOT,
+};
+
+#define CLI_DEFAULT_MEM_MIB 128
+#define CLI_MIN_MEM_MIB 16
+#define CLI_MAX_MEM_MIB (256U * 1024)
+#define CLI_MAX_VCPUS 32
+#define CLI_MAX_TIMEOUT_S (7U * 24 * 3600)
+#define CLI_DEFAULT_CMDLINE "console=ttyAMA0"
+
+struct boot_opts {
+	const char *kernel; /* NULL: the default image */
+	const char *initrd; /* NULL: the default initramfs unless no_initrd */
+	bool no_initrd;
+	const char *cmdline; /* NULL: CLI_DEFAULT_CMDLINE */
+	unsigned int mem_mib;
+	unsigned int vcpus;
+	unsigned int timeout_s; /* 0: none */
+};
+
+struct cli {
+	enum cli_cmd cmd;
+	struct boot_opts boot;
+};
+
+/*
+ * Parses argv (argv[0] is the program) into *@out. Strings in *@out point
+ * into argv. Returns 0, or -EINVAL with a one-line reason in @err (@errlen
+ * bytes), for unknown commands or flags, missing or malformed values, and
+ * numbers out of range (--mem multiple of 2 MiB from CLI_MIN_MEM_MIB,
+ * --vcpus 1..CLI_MAX_VCPUS, --timeout up to a week).
+ */
+int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
+	       size_t errlen) __must_check;
+
+/* The usage text printed by `sandbox help`. */
+extern const char cli__usage[];
+
+#endif

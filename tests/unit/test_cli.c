@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: Apache-2.0
+// Command-line parsing: defaults, every flag form, and every rejection.
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../launcher/cli.h"
+
+#define ARGV(...) ((char *const[]){ "sandbox", __VA_ARGS__ })
+#define ARGC(...) ((int)(sizeof((char *[]){ "sandbox", __VA_ARGS__ }) / sizeof(char *)))
+#define PARSE(cli, ...) \
+	cli__parse(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (cli), err, sizeof(err))
+
+static char err[256];
+
+Test(cli, boot_has_defaults)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "boot"), 0);
+	cr_assert_eq(c.cmd, CLI_BOOT);
+	cr_assert_null(c.boot.kernel);
+	cr_assert_null(c.boot.initrd);
+	cr_assert_null(c.boot.cmdline);
+	cr_assert_not(c.boot.no_initrd);
+	cr_assert_eq(c.boot.mem_mib, CLI_DEFAULT_MEM_MIB);
+	cr_assert_eq(c.boot.vcpus, 1);
+	cr_assert_eq(c.boot.timeout_s, 0);
+}
+
+Test(cli, boot_takes_every_flag_in_both_forms)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "boot", "--kernel", "/k", "--initrd=/i",
+			   "--cmdline", "console=ttyAMA0 quiet", "--mem=256",
+			   "--vcpus", "2", "--timeout", "30"),
+		     0, "%s", err);
+	cr_assert_str_eq(c.boot.kernel, "/k");
+	cr_assert_str_eq(c.boot.initrd, "/i");
+	cr_assert_str_eq(c.boot.cmdline, "console=ttyAMA0 quiet");
+	cr_assert_eq(c.boot.mem_mib, 256);
+	cr_assert_eq(c.boot.vcpus, 2);
+	cr_assert_eq(c.boot.timeout_s, 30);
+}
+
+Test(cli, empty_cmdline_is_allowed)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "boot", "--cmdline="), 0);
+	cr_assert_str_eq(c.boot.cmdline, "");
+}
+
+Test(cli, rejects_missing_values)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "boot", "--kernel"), -EINVAL);
+	cr_assert(strstr(err, "--kernel needs a value"), "%s", err);
+	cr_assert_eq(PARSE(&c, "boot", "--mem"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "boot", "--kernel="), -EINVAL);
+	cr_assert(strstr(err, "empty path"), "%s", err);
+}
+
+Test(cli, rejects_malformed_numbers)
+{
+	static const char *const bad[] = { "", "12x", "-1", "+4", "0x10",
+					   " 4", "4 ", "1e3" };
+	struct cli c;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char arg[32];
+
+		snprintf(arg, sizeof(arg), "--vcpus=%s", bad[i]);
+		cr_assert_eq(PARSE(&c, "boot", arg), -EINVAL, "'%s' accepted",
+			     bad[i]);
+		cr_assert(strstr(err, "not a whole number"), "%s", err);
+	}
+}
+
+Test(cli, rejects_numbers_out_of_range)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "boot", "--vcpus", "0"), -EINVAL);
+	cr_assert(strstr(err, "out of range"), "%s", err);
+	cr_assert_eq(PARSE(&c, "boot", "--vcpus", "33"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "boot", "--mem", "8"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "boot", "--mem", "99999999999999999999"),
+		     -EINVAL);
+	cr_assert(strstr(err, "out of range"), "%s", err);
+	cr_assert_eq(PARSE(&c, "boot", "--timeout", "604801"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "boot", "--vcpus", "32"), 0);
+	cr_assert_eq(PARSE(&c, "boot", "--timeout", "604800"), 0);
+}
+
+Test(cli, rejects_odd_memory_sizes)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "boot", "--mem", "129"), -EINVAL);
+	cr_assert(strstr(err, "multiple of 2 MiB"), "%s", err);
+}
+
+Test(cli, rejects_unknown_flags_and_commands)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "boot", "--kernal", "x"), -EINVAL);
+	cr_assert(strstr(err, "unknown option '--kernal'"), "%s", err);
+	cr_assert_eq(PARSE(&c, "boot", "--memory=4"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "boot", "extra"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "frobnicate"), -EINVAL);
+	cr_assert(strstr(err, "unknown command 'frobnicate'"), "%s", err);
+	cr_assert_eq(cli__parse(1, ARGV(NULL), &c, err, sizeof(err)),
+		     -EINVAL);
+	cr_assert(strstr(err, "no command"), "%s", err);
+}
+
+Test(cli, initrd_and_no_initrd_conflict)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "boot", "--no-initrd"), 0);
+	cr_assert(c.boot.no_initrd);
+	cr_assert_eq(PARSE(&c, "boot", "--no-initrd", "--initrd", "/i"),
+		     -EINVAL);
+}
+
+Test(cli, help_and_version)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "help"), 0);
+	cr_assert_eq(c.cmd, CLI_HELP);
+	cr_assert_eq(PARSE(&c, "--help"), 0);
+	cr_assert_eq(c.cmd, CLI_HELP);
+	cr_assert_eq(PARSE(&c, "version"), 0);
+	cr_assert_eq(c.cmd, CLI_VERSION);
+	cr_assert_eq(PARSE(&c, "version", "x"), -EINVAL);
+}

@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: Apache-2.0
+// PL011 registers as the Linux driver uses them: TX, RX FIFO, flags, interrupts, IDs.
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../devices/pl011.h"
+#include "fakes.h"
+
+#define IRQ 5
+#define DR 0x000
+#define FR 0x018
+#define LCR_H 0x02c
+#define IMSC 0x038
+#define RIS 0x03c
+#define MIS 0x040
+#define ICR 0x044
+
+#define FR_RXFE 0x10
+#define FR_RXFF 0x40
+#define FR_TXFE 0x80
+#define INT_RX 0x10
+#define INT_TX 0x20
+
+static struct pl011 *uart;
+static struct device *dev;
+static int out[2];
+
+static uint32_t rd(uint64_t off)
+{
+	uint32_t v = 0;
+
+	dev->ops->mmio_read(dev, off, &v, 4);
+	return v;
+}
+
+static void wr(uint64_t off, uint32_t v)
+{
+	dev->ops->mmio_write(dev, off, &v, 4);
+}
+
+static void setup(void)
+{
+	fakes_reset();
+	cr_assert_eq(pipe2(out, O_NONBLOCK), 0);
+	cr_assert_eq(pl011__new(NULL, 0x9000000, IRQ, -1, out[1], &uart), 0);
+	dev = pl011__device(uart);
+}
+
+static void teardown(void)
+{
+	dev->ops->destroy(dev);
+	close(out[0]);
+	close(out[1]);
+}
+
+TestSuite(pl011, .init = setup, .fini = teardown);
+
+Test(pl011, transmits_to_the_output_fd)
+{
+	char got[8] = { 0 };
+
+	wr(DR, 'h');
+	wr(DR, 'i');
+	cr_assert_eq(read(out[0], got, sizeof(got)), 2);
+	cr_assert_str_eq(got, "hi");
+	cr_assert(rd(FR) & FR_TXFE);
+}
+
+Test(pl011, tx_interrupt_follows_mask_and_clear)
+{
+	wr(DR, 'x');
+	cr_assert(rd(RIS) & INT_TX);
+	cr_assert_not(fake_irq_level[IRQ]);
+	wr(IMSC, INT_TX);
+	cr_assert(fake_irq_level[IRQ]);
+	cr_assert_eq(rd(MIS), INT_TX);
+	wr(ICR, INT_TX);
+	cr_assert_not(fake_irq_level[IRQ]);
+	cr_assert_eq(rd(RIS) & INT_TX, 0);
+}
+
+Test(pl011, receives_in_order_and_drops_the_line_when_empty)
+{
+	const uint8_t msg[] = "abc";
+
+	wr(LCR_H, 0x70); /* 8 bits, FIFO on */
+	wr(IMSC, INT_RX);
+	cr_assert(rd(FR) & FR_RXFE);
+	cr_assert_eq(pl011__receive(uart, msg, 3), 3);
+	cr_assert_eq(rd(FR) & FR_RXFE, 0);
+	cr_assert(fake_irq_level[IRQ]);
+	cr_assert_eq(rd(DR), 'a');
+	cr_assert_eq(rd(DR), 'b');
+	cr_assert(fake_irq_level[IRQ]);
+	cr_assert_eq(rd(DR), 'c');
+	cr_assert_not(fake_irq_level[IRQ]);
+	cr_assert(rd(FR) & FR_RXFE);
+	cr_assert_eq(rd(DR), 0);
+}
+
+Test(pl011, fifo_fills_and_refuses_the_rest)
+{
+	uint8_t many[64];
+	size_t n;
+
+	memset(many, 'z', sizeof(many));
+	/* FIFO off: a one-byte holding register. */
+	cr_assert_eq(pl011__receive(uart, many, sizeof(many)), 1);
+	cr_assert(rd(FR) & FR_RXFF);
+	rd(DR);
+	wr(LCR_H, 0x70);
+	n = pl011__receive(uart, many, sizeof(many));
+	cr_assert_eq(n, 32);
+	cr_assert(rd(FR) & FR_RXFF);
+	cr_assert_eq(pl011__receive(uart, many, 1), 0);
+	rd(DR);
+	cr_assert_eq(rd(FR) & FR_RXFF, 0);
+	cr_assert_eq(pl011__receive(uart, many, 4), 1);
+}
+
+Test(pl011, clearing_rx_while_data_waits_keeps_it_pending)
+{
+	const uint8_t c = 'q';
+
+	wr(IMSC, INT_RX);
+	cr_assert_eq(pl011__receive(uart, &c, 1), 1);
+	wr(ICR, 0x7ff);
+	cr_assert(rd(RIS) & INT_RX);
+	cr_assert(fake_irq_level[IRQ]);
+}
+
+Test(pl011, identifies_as_a_primecell_pl011)
+{
+	static const uint8_t ids[8] = { 0x11, 0x10, 0x14, 0x00,
+					0x0d, 0xf0, 0x05, 0xb1 };
+	int i;
+
+	for (i = 0; i < 8; i++)
+		cr_assert_eq(rd(0xfe0 + 4 * i), ids[i]);
+}
+
+Test(pl011_input, reads_host_input_through_its_thread)
+{
+	struct pl011 *u;
+	struct device *d;
+	int in[2], o[2];
+	uint32_t v = 0, fr;
+	struct timespec ts = { 0, 1000000 };
+	int tries;
+
+	fakes_reset();
+	cr_assert_eq(pipe(in), 0);
+	cr_assert_eq(pipe(o), 0);
+	cr_assert_eq(pl011__new(NULL, 0x9000000, IRQ, in[0], o[1], &u), 0);
+	d = pl011__device(u);
+	cr_assert_eq(write(in[1], "k", 1), 1);
+	for (tries = 0; tries < 2000; tries++) {
+		d->ops->mmio_read(d, FR, &fr, 4);
+		if (!(fr & FR_RXFE))
+			break;
+		nanosleep(&ts, NULL);
+	}
+	d->ops->mmio_read(d, DR, &v, 4);
+	cr_assert_eq(v, 'k');
+	/* Destroy with the thread blocked in poll(): it must end promptly. */
+	d->ops->destroy(d);
+	close(in[0]);
+	close(in[1]);
+	close(o[0]);
+	close(o[1]);
+}

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* One VM: KVM handles, guest memory, the MMIO bus, devices, vCPUs and the run loop. */
+#ifndef SANDBOX_VM_H
+#define SANDBOX_VM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arch.h"
+#include "bus.h"
+#include "device.h"
+#include "mem.h"
+#include "util.h"
+
+#define VM_MAX_DEVICES 48
+
+struct vm_config {
+	const char *kernel_path;
+	const char *initrd_path; /* NULL: no initrd */
+	const char *cmdline;
+	uint64_t mem_size; /* bytes */
+	unsigned int nr_vcpus;
+	int console_in; /* guest console input fd, or -1 */
+	int console_out; /* guest console output fd */
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned int id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+	struct vcpu_arch arch;
+};
+
+struct vm {
+	int kvm_fd;
+	int vm_fd;
+	size_t run_size; /* KVM_GET_VCPU_MMAP_SIZE */
+	struct guest_mem mem;
+	struct bus mmio;
+	struct device *devs[VM_MAX_DEVICES]; /* in creation order */
+	unsigned int nr_devs;
+	struct vcpu *vcpus;
+	unsigned int nr_vcpus;
+	uint32_t next_irq;
+
+	pthread_mutex_t lock; /* guards exit and wakes the waiter in vm__run() */
+	pthread_cond_t stopped;
+	enum vm_exit exit;
+	bool stopping; /* read by vCPU threads without the lock (atomic) */
+
+	bool arch_inited; /* vm__arch_init() was called: vm__arch_exit() owes an unwind */
+	struct vm_arch arch;
+};
+
+/*
+ * Creates a VM from @cfg, ready to run: KVM VM, guest memory, irqchip,
+ * vCPUs, platform devices, kernel, initrd and boot data loaded. Returns 0
+ * and the VM in *@out (free with vm__free()), or -errno after logging why:
+ * -ENOENT/-EACCES for unreadable files, -ENOEXEC for a kernel the arch cannot
+ * boot, -E2BIG when the images do not fit in guest memory, -ENODEV when KVM
+ * is unavailable or lacks a capability the arch needs, -EINVAL for a bad
+ * config.
+ */
+int vm__new(const struct vm_config *cfg, struct vm **out) __must_check;
+
+/*
+ * Runs the VM until the guest powers off, resets or panics, a vCPU fails, or
+ * @timeout_ms passes (0: no limit). Returns 0 with the reason in *@why, or
+ * -errno if the vCPU threads could not be started. Call once per VM.
+ */
+int vm__run(struct vm *vm, unsigned int timeout_ms,
+	    enum vm_exit *why) __must_check;
+
+/* Tears down everything vm__new() built, in reverse order. NULL-safe. */
+void vm__free(struct vm *vm);
+
+/*
+ * Adds @dev to the VM: its MMIO window (if dev->size) goes on the bus and
+ * the VM destroys it in vm__free(). On failure the caller still owns @dev.
+ * Returns 0, -ENOSPC when the device table is full, or bus__register()'s
+ * error.
+ */
+int vm__add_device(struct vm *vm, struct device *dev) __must_check;
+
+/* Allocates the next free interrupt line into *@irq. 0 or -ENOSPC. */
+int vm__alloc_irq(struct vm *vm, uint32_t *irq) __must_check;
+
+/*
+ * Arch hooks, implemented once per arch in vmm/arch/<arch>/, called by
+ * vm__new() in this order. Each returns 0 or -errno after logging.
+ */
+/*
+ * After KVM_CREATE_VM and guest memory: in-kernel irqchip and its addresses.
+ * vm->arch is zeroed before; vm__arch_exit() is called even when this fails.
+ */
+int vm__arch_init(struct vm *vm, const struct vm_config *cfg) __must_check;
+/* After KVM_CREATE_VCPU for @vcpu: arch vCPU setup (reset state, features). */
+int vcpu__arch_init(struct vcpu *vcpu) __must_check;
+/* After all vCPUs: platform devices (console, panic notifier, ...). */
+int vm__arch_add_devices(struct vm *vm,
+			 const struct vm_config *cfg) __must_check;
+/* After devices: finish irqchip setup, load kernel/initrd/boot data, set boot registers. */
+int vm__arch_load(struct vm *vm, const struct vm_config *cfg) __must_check;
+/* Drives interrupt line @irq to @level. */
+int vm__arch_irq_line(struct vm *vm, uint32_t irq, bool level) __must_check;
+/*
+ * Handles a KVM exit that the generic loop does not know. Returns 0 to keep
+ * running, or -errno (after logging) to stop the VM with VM_EXIT_ERROR.
+ */
+int vcpu__arch_handle_exit(struct vcpu *vcpu) __must_check;
+/* Releases what vm__arch_init() acquired. Safe after a partial init. */
+void vm__arch_exit(struct vm *vm);
+
+#endif
