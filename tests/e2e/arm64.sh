@@ -1,0 +1,153 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# End-to-end tests of `sandbox boot`, run inside the arm64 test host (busybox sh, /dev/kvm).
+# Usage: sh e2e.sh [TEST...]   (default: all). Ends with "N passed, N failed".
+
+SANDBOX=${SANDBOX:-/sandbox/sandbox}
+IMAGES=${IMAGES:-/sandbox/images}
+QUIET="console=ttyAMA0 quiet"
+pass=0
+fail=0
+tmp=$(mktemp -d)
+
+# Hundredths of a second since the test host booted.
+now_cs() {
+	read -r up _ </proc/uptime
+	echo "${up%.*}${up#*.}"
+}
+
+ok() {
+	pass=$((pass + 1))
+	echo "PASS $1"
+}
+
+bad() {
+	fail=$((fail + 1))
+	echo "FAIL $1: $2"
+	if [ -f "$tmp/out" ]; then
+		echo "---- output of $1 (last 30 lines) ----"
+		tail -n 30 "$tmp/out"
+		echo "----"
+	fi
+}
+
+# run NAME ARGS...: runs sandbox with ARGS, output in $tmp/out, status in $rc.
+run() {
+	name=$1
+	shift
+	start=$(now_cs)
+	"$SANDBOX" "$@" >"$tmp/out" 2>&1 </dev/null
+	rc=$?
+	elapsed=$(($(now_cs) - start))
+}
+
+has() {
+	grep -q -- "$1" "$tmp/out"
+}
+
+t_boot_hello() {
+	run boot_hello boot --cmdline "$QUIET" --timeout 60
+	[ $rc -eq 0 ] || { bad boot_hello "exit status $rc, expected 0"; return; }
+	has "Hello from Linux!" || { bad boot_hello "no greeting"; return; }
+	echo "  timing: boot_hello took $((elapsed / 100)).$(printf %02d $((elapsed % 100))) s (sandbox start to guest power-off)"
+	ok boot_hello
+}
+
+t_boot_log() {
+	# The default command line is not quiet: the kernel's log shows on the console.
+	run boot_log boot --timeout 90
+	[ $rc -eq 0 ] || { bad boot_log "exit status $rc, expected 0"; return; }
+	has "Booting Linux on physical CPU" || { bad boot_log "no kernel boot log"; return; }
+	has "Hello from Linux!" || { bad boot_log "no greeting"; return; }
+	ok boot_log
+}
+
+t_two_vcpus() {
+	run two_vcpus boot --vcpus 2 --cmdline "$QUIET" --timeout 60
+	[ $rc -eq 0 ] || { bad two_vcpus "exit status $rc"; return; }
+	has "vcpus: 2" || { bad two_vcpus "guest did not see 2 CPUs"; return; }
+	ok two_vcpus
+}
+
+t_one_vcpu() {
+	run one_vcpu boot --vcpus 1 --mem 64 --cmdline "$QUIET" --timeout 60
+	[ $rc -eq 0 ] || { bad one_vcpu "exit status $rc"; return; }
+	has "vcpus: 1" || { bad one_vcpu "guest did not see 1 CPU"; return; }
+	ok one_vcpu
+}
+
+t_reboot_ends_vm() {
+	run reboot boot --cmdline "$QUIET sandbox.test=reboot" --timeout 60
+	[ $rc -eq 0 ] || { bad reboot_ends_vm "exit status $rc, expected 0"; return; }
+	ok reboot_ends_vm
+}
+
+t_guest_panic() {
+	run panic boot --cmdline "$QUIET sandbox.test=panic" --timeout 60
+	[ $rc -eq 123 ] || { bad guest_panic "exit status $rc, expected 123"; return; }
+	has "guest kernel panicked" || { bad guest_panic "no panic message"; return; }
+	ok guest_panic
+}
+
+t_timeout() {
+	run timeout boot --cmdline "$QUIET sandbox.test=hang" --timeout 3
+	[ $rc -eq 124 ] || { bad timeout "exit status $rc, expected 124"; return; }
+	has "time limit" || { bad timeout "no timeout message"; return; }
+	ok timeout
+}
+
+t_not_an_image() {
+	# An ELF (our own init), a text file and a truncated Image are all refused.
+	run not_an_image boot --kernel "$IMAGES/init" --timeout 10
+	[ $rc -eq 121 ] || { bad not_an_image "ELF: exit status $rc, expected 121"; return; }
+	has "not a bootable arm64 Image" || { bad not_an_image "ELF: no clear message"; return; }
+	echo "this is not a kernel" >"$tmp/text"
+	run not_an_image boot --kernel "$tmp/text" --timeout 10
+	[ $rc -eq 121 ] || { bad not_an_image "text: exit status $rc"; return; }
+	has "too short" || { bad not_an_image "text: no clear message"; return; }
+	head -c 40 "$IMAGES/Image" >"$tmp/short"
+	run not_an_image boot --kernel "$tmp/short" --timeout 10
+	[ $rc -eq 121 ] || { bad not_an_image "truncated: exit status $rc"; return; }
+	ok not_an_image
+}
+
+t_missing_files() {
+	run missing boot --kernel /nonexistent/Image --timeout 10
+	[ $rc -eq 121 ] || { bad missing_files "kernel: exit status $rc"; return; }
+	has "/nonexistent/Image" || { bad missing_files "kernel: path not named"; return; }
+	run missing boot --initrd /nonexistent/initrd --timeout 10
+	[ $rc -eq 121 ] || { bad missing_files "initrd: exit status $rc"; return; }
+	ok missing_files
+}
+
+t_too_small() {
+	run too_small boot --mem 16 --cmdline "$QUIET" --timeout 10
+	[ $rc -eq 121 ] || { bad too_small "exit status $rc, expected 121"; return; }
+	has "do not fit" || { bad too_small "no clear message"; return; }
+	ok too_small
+}
+
+t_bad_flag() {
+	run bad_flag boot --vcpus many
+	[ $rc -eq 2 ] || { bad bad_flag "exit status $rc, expected 2"; return; }
+	has "not a whole number" || { bad bad_flag "no clear message"; return; }
+	ok bad_flag
+}
+
+t_no_root_panics() {
+	# No initramfs and no root device: the kernel cannot mount a root and panics.
+	run no_root boot --no-initrd --cmdline "$QUIET" --timeout 60
+	[ $rc -eq 123 ] || { bad no_root_panics "exit status $rc, expected 123"; return; }
+	ok no_root_panics
+}
+
+all="boot_hello boot_log two_vcpus one_vcpu reboot_ends_vm guest_panic timeout
+not_an_image missing_files too_small bad_flag no_root_panics"
+[ $# -gt 0 ] && all="$*"
+for t in $all; do
+	"t_$t"
+	rm -f "$tmp/out"
+done
+rm -rf "$tmp"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
