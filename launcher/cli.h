@@ -10,15 +10,20 @@
 
 /* Exit statuses of the sandbox command; docs/cli.md lists them. */
 enum {
-	EXIT_OK = 0, /* the guest powered off or rebooted */
-	EXIT_USAGE = 2, /* bad command line */
-	EXIT_INTERNAL =
-		120, /* the host side failed (KVM ioctl, memory, threads) */
-	EXIT_BAD_INPUT =
-		121, /* kernel/initrd missing, unreadable, not bootable, too big */
-	EXIT_NO_KVM = 122, /* /dev/kvm missing or lacking what the arch needs */
-	EXIT_GUEST_PANIC = 123, /* the guest kernel panicked */
-	EXIT_TIMEOUT = 124, /* the guest ran past --timeout and was stopped */
+	/* The guest powered off or rebooted. */
+	EXIT_OK = 0,
+	/* Bad command line. */
+	EXIT_USAGE = 2,
+	/* The host side failed (KVM ioctl, memory, threads). */
+	EXIT_INTERNAL = 100,
+	/* Kernel or initrd missing, unreadable, not bootable, too big. */
+	EXIT_BAD_INPUT = 101,
+	/* /dev/kvm missing or lacking what the arch needs. */
+	EXIT_NO_KVM = 102,
+	/* The guest kernel panicked. */
+	EXIT_GUEST_PANIC = 103,
+	/* The guest ran past --timeout and was stopped. */
+	EXIT_TIMEOUT = 104,
 };
 
 enum cli_cmd {

@@ -84,14 +84,14 @@ t_reboot_ends_vm() {
 
 t_guest_panic() {
 	run panic boot --cmdline "$QUIET sandbox.test=panic" --timeout 60
-	[ $rc -eq 123 ] || { bad guest_panic "exit status $rc, expected 123"; return; }
+	[ $rc -eq 103 ] || { bad guest_panic "exit status $rc, expected 103"; return; }
 	has "guest kernel panicked" || { bad guest_panic "no panic message"; return; }
 	ok guest_panic
 }
 
 t_timeout() {
 	run timeout boot --cmdline "$QUIET sandbox.test=hang" --timeout 3
-	[ $rc -eq 124 ] || { bad timeout "exit status $rc, expected 124"; return; }
+	[ $rc -eq 104 ] || { bad timeout "exit status $rc, expected 104"; return; }
 	has "time limit" || { bad timeout "no timeout message"; return; }
 	ok timeout
 }
@@ -99,31 +99,34 @@ t_timeout() {
 t_not_an_image() {
 	# An ELF (our own init), a text file and a truncated Image are all refused.
 	run not_an_image boot --kernel "$IMAGES/init" --timeout 10
-	[ $rc -eq 121 ] || { bad not_an_image "ELF: exit status $rc, expected 121"; return; }
+	[ $rc -eq 101 ] || { bad not_an_image "ELF: exit status $rc, expected 101"; return; }
 	has "not a bootable arm64 Image" || { bad not_an_image "ELF: no clear message"; return; }
 	echo "this is not a kernel" >"$tmp/text"
 	run not_an_image boot --kernel "$tmp/text" --timeout 10
-	[ $rc -eq 121 ] || { bad not_an_image "text: exit status $rc"; return; }
+	[ $rc -eq 101 ] || { bad not_an_image "text: exit status $rc"; return; }
 	has "too short" || { bad not_an_image "text: no clear message"; return; }
 	head -c 40 "$IMAGES/Image" >"$tmp/short"
 	run not_an_image boot --kernel "$tmp/short" --timeout 10
-	[ $rc -eq 121 ] || { bad not_an_image "truncated: exit status $rc"; return; }
+	[ $rc -eq 101 ] || { bad not_an_image "truncated: exit status $rc"; return; }
 	ok not_an_image
 }
 
 t_missing_files() {
 	run missing boot --kernel /nonexistent/Image --timeout 10
-	[ $rc -eq 121 ] || { bad missing_files "kernel: exit status $rc"; return; }
+	[ $rc -eq 101 ] || { bad missing_files "kernel: exit status $rc"; return; }
 	has "/nonexistent/Image" || { bad missing_files "kernel: path not named"; return; }
 	run missing boot --initrd /nonexistent/initrd --timeout 10
-	[ $rc -eq 121 ] || { bad missing_files "initrd: exit status $rc"; return; }
+	[ $rc -eq 101 ] || { bad missing_files "initrd: exit status $rc"; return; }
 	ok missing_files
 }
 
 t_too_small() {
-	run too_small boot --mem 16 --cmdline "$QUIET" --timeout 10
-	[ $rc -eq 121 ] || { bad too_small "exit status $rc, expected 121"; return; }
+	# 16 MiB of RAM cannot hold the kernel, a 20 MiB initrd and the DTB's 2 MiB.
+	dd if=/dev/zero of="$tmp/big" bs=1M count=20 2>/dev/null
+	run too_small boot --mem 16 --initrd "$tmp/big" --cmdline "$QUIET" --timeout 10
+	[ $rc -eq 101 ] || { bad too_small "exit status $rc, expected 101"; return; }
 	has "do not fit" || { bad too_small "no clear message"; return; }
+	rm -f "$tmp/big"
 	ok too_small
 }
 
@@ -137,7 +140,7 @@ t_bad_flag() {
 t_no_root_panics() {
 	# No initramfs and no root device: the kernel cannot mount a root and panics.
 	run no_root boot --no-initrd --cmdline "$QUIET" --timeout 60
-	[ $rc -eq 123 ] || { bad no_root_panics "exit status $rc, expected 123"; return; }
+	[ $rc -eq 103 ] || { bad no_root_panics "exit status $rc, expected 103"; return; }
 	ok no_root_panics
 }
 
