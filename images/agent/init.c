@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Minimal guest PID 1: mounts the pseudo filesystems, reports itself and the vCPU count, powers off. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TEST_PARAM "sandbox.test="
+
+enum test_mode {
+	TEST_NONE,
+	TEST_PANIC,
+	TEST_HANG,
+	TEST_REBOOT,
+};
+
+static void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void log_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	dprintf(STDERR_FILENO, "init: ");
+	va_start(ap, fmt);
+	vdprintf(STDERR_FILENO, fmt, ap);
+	va_end(ap);
+	dprintf(STDERR_FILENO, "\n");
+}
+
+/* The initramfs may lack the mount point; an existing one is fine. */
+static int mount_fs(const char *type, const char *dir)
+{
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	/* EBUSY: the kernel already mounted it (DEVTMPFS_MOUNT with a disk root). */
+	if (mount(type, dir, type, MS_NOSUID | MS_NOEXEC, NULL) < 0 && errno != EBUSY)
+		return -errno;
+	return 0;
+}
+
+static int mount_all(void)
+{
+	static const char *const fs[][2] = {
+		{ "devtmpfs", "/dev" },
+		{ "proc", "/proc" },
+		{ "sysfs", "/sys" },
+	};
+	int ret = 0;
+
+	/* Keep going after a failure so the console and the vCPU count still have a chance. */
+	for (size_t i = 0; i < sizeof(fs) / sizeof(fs[0]); i++) {
+		int err = mount_fs(fs[i][0], fs[i][1]);
+
+		if (err < 0) {
+			log_err("mount %s on %s: %s", fs[i][0], fs[i][1], strerror(-err));
+			ret = err;
+		}
+	}
+	return ret;
+}
+
+/*
+ * The kernel hands PID 1 /dev/console as fds 0-2 only if it could open it from the initramfs;
+ * otherwise open it ourselves from devtmpfs. These fds are inherited on purpose: no O_CLOEXEC.
+ */
+static void ensure_console(void)
+{
+	int fd;
+
+	if (fcntl(STDOUT_FILENO, F_GETFD) >= 0)
+		return;
+	fd = open("/dev/console", O_RDWR | O_NOCTTY);
+	if (fd < 0)
+		return;
+	for (int i = STDIN_FILENO; i <= STDERR_FILENO; i++)
+		if (i != fd && fcntl(i, F_GETFD) < 0)
+			dup2(fd, i);
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
+static int read_file(const char *path, char *buf, size_t size)
+{
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while (len < size - 1) {
+		n = read(fd, buf + len, size - 1 - len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			n = -errno;
+			close(fd);
+			return (int)n;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	close(fd);
+	return (int)len;
+}
+
+/* Counts CPUs in a sysfs cpu list such as "0-1,3,5-7\n"; -EINVAL on anything else. */
+static int count_cpu_list(const char *s)
+{
+	unsigned long first, last;
+	int count = 0;
+	char *end;
+
+	while (*s && *s != '\n') {
+		errno = 0;
+		first = strtoul(s, &end, 10);
+		if (end == s || errno)
+			return -EINVAL;
+		last = first;
+		s = end;
+		if (*s == '-') {
+			s++;
+			last = strtoul(s, &end, 10);
+			if (end == s || errno || last < first)
+				return -EINVAL;
+			s = end;
+		}
+		if (last - first >= 65536)
+			return -EINVAL;
+		count += (int)(last - first + 1);
+		if (count > 65536)
+			return -EINVAL;
+		if (*s == ',')
+			s++;
+		else if (*s && *s != '\n')
+			return -EINVAL;
+	}
+	/* An empty list means sysfs is not what we expect, not a machine without CPUs. */
+	return count ? count : -EINVAL;
+}
+
+static int online_cpus(void)
+{
+	char buf[256];
+	int ret;
+
+	ret = read_file("/sys/devices/system/cpu/online", buf, sizeof(buf));
+	if (ret < 0)
+		return ret;
+	return count_cpu_list(buf);
+}
+
+/* The kernel does not pass dotted parameters to init, so the hook comes from /proc/cmdline. */
+static enum test_mode test_mode(void)
+{
+	enum test_mode mode = TEST_NONE;
+	char buf[4096];
+	char *tok, *save;
+	const char *val;
+
+	if (read_file("/proc/cmdline", buf, sizeof(buf)) < 0)
+		return TEST_NONE;
+	for (tok = strtok_r(buf, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save)) {
+		if (strncmp(tok, TEST_PARAM, strlen(TEST_PARAM)) != 0)
+			continue;
+		val = tok + strlen(TEST_PARAM);
+		if (!strcmp(val, "panic"))
+			mode = TEST_PANIC;
+		else if (!strcmp(val, "hang"))
+			mode = TEST_HANG;
+		else if (!strcmp(val, "reboot"))
+			mode = TEST_REBOOT;
+		else
+			log_err("ignoring unknown %s%s", TEST_PARAM, val);
+	}
+	return mode;
+}
+
+int main(void)
+{
+	enum test_mode mode;
+	int cpus;
+
+	mount_all();
+	ensure_console();
+
+	dprintf(STDOUT_FILENO, "Hello from Linux!\n");
+	cpus = online_cpus();
+	if (cpus < 0)
+		log_err("counting online CPUs: %s", strerror(-cpus));
+	else
+		dprintf(STDOUT_FILENO, "vcpus: %d\n", cpus);
+
+	mode = test_mode();
+	switch (mode) {
+	case TEST_PANIC:
+		/* PID 1 exiting panics the kernel: the VMM must report a guest panic. */
+		log_err("sandbox.test=panic: exiting PID 1");
+		return 1;
+	case TEST_HANG:
+		/* Never powers off: the VMM's --timeout must end the VM. */
+		log_err("sandbox.test=hang: looping forever");
+		for (;;)
+			pause();
+	case TEST_REBOOT:
+		sync();
+		reboot(RB_AUTOBOOT);
+		break;
+	case TEST_NONE:
+		sync();
+		reboot(RB_POWER_OFF);
+		break;
+	}
+	/*
+	 * reboot() only returns on failure. Exiting then panics the kernel, which the VMM reports,
+	 * rather than leaving a silent guest for the timeout to find.
+	 */
+	log_err("reboot: %s", strerror(errno));
+	return 1;
+}
