@@ -53,7 +53,7 @@ SRCS := launcher/main.c launcher/cli.c \
 SRCS_arm64 := vmm/arch/arm64/arch.c vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c
 SRCS_x86_64 := vmm/arch/x86_64/arch.c
 ALL_SRCS := $(SRCS) $(SRCS_$(ARCH))
-OBJS := $(ALL_SRCS:%.c=$(O)/obj/%.o)
+OBJS := $(ALL_SRCS:%.c=$(BUILD)/obj/$(ARCH)/%.o)
 
 ifeq ($(SRCS_$(ARCH)),)
 $(error ARCH=$(ARCH) is not supported; use arm64 or x86_64)
@@ -63,8 +63,9 @@ endif
 IMAGES_arm64 := $(O)/images/Image $(O)/images/initramfs.cpio
 IMAGES := $(IMAGES_$(ARCH))
 
-.PHONY: all deps images boot check unit e2e format-check format clean FORCE
+.PHONY: all deps images boot check unit fuzz e2e format-check format clean FORCE
 .DEFAULT_GOAL := all
+.SECONDEXPANSION:
 
 all: $(O)/sandbox $(IMAGES)
 
@@ -74,7 +75,7 @@ deps:
 $(O)/sandbox: $(OBJS) $(SYSROOT_DEP)
 	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
-$(O)/obj/%.o: %.c
+$(BUILD)/obj/$(ARCH)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
@@ -99,17 +100,41 @@ $(O)/images/initramfs.cpio: $(O)/images/init images/mkinitramfs
 # --- tests ---------------------------------------------------------------------
 UNIT_TESTS := $(wildcard tests/unit/test_*.c)
 UNIT_SRCS := launcher/cli.c vmm/bus.c vmm/mem.c vmm/log.c devices/pl011.c \
+	devices/blk_engine.c devices/virtio/virtq.c \
 	vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c
 UNIT_BIN := $(HOSTO)/unit-tests
 
-$(UNIT_BIN): $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) $(wildcard vmm/*.h devices/*.h launcher/*.h vmm/arch/arm64/*.h tests/unit/*.h)
+$(UNIT_BIN): $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h launcher/*.h vmm/arch/arm64/*.h tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(HOSTCC) -std=gnu11 -O1 -g $(WARN) -Wno-missing-prototypes -D_GNU_SOURCE \
 		-fsanitize=address,undefined -fno-omit-frame-pointer \
-		-o $@ $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) -lcriterion -lfdt -lpthread
+		-o $@ $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) -lcriterion -lfdt -luring -lpthread
 
 unit: $(UNIT_BIN)
 	$(UNIT_BIN)
+
+# libFuzzer targets for parsers of guest- or file-controlled input; `make check`
+# runs each briefly, `make fuzz FUZZ_TIME=600` runs longer. New inputs go to build/.
+FUZZCC := clang
+FUZZ_TIME ?= 60
+FUZZ_TARGETS := virtq
+FUZZ_SRCS_virtq := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c vmm/mem.c vmm/log.c
+
+$(HOSTO)/fuzz-%: $$(FUZZ_SRCS_%) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZCC) -std=gnu11 -O1 -g $(WARN) -D_GNU_SOURCE \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-fno-omit-frame-pointer -o $@ $(FUZZ_SRCS_$*)
+
+fuzz: $(FUZZ_TARGETS:%=$(HOSTO)/fuzz-%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(HOSTO)/fuzz-corpus/$$t; \
+		echo "fuzz: $$t for $(FUZZ_TIME) s"; \
+		$(HOSTO)/fuzz-$$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+			-artifact_prefix=$(HOSTO)/fuzz-$$t- $(HOSTO)/fuzz-corpus/$$t tests/fuzz/corpus/$$t \
+			2>$(HOSTO)/fuzz-$$t.log || { tail -40 $(HOSTO)/fuzz-$$t.log; exit 1; }; \
+		grep -E '^stat::(number_of_executed_units|peak_rss_mb)' $(HOSTO)/fuzz-$$t.log; \
+	done
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format-check:
@@ -128,7 +153,9 @@ e2e:
 	cp tests/e2e/arm64.sh $(ARM64_TREE)/tests/e2e.sh
 	tests/arm64-host/run --timeout 600 -- sh /sandbox/tests/e2e.sh
 
-check: format-check unit e2e
+check: format-check unit
+	$(MAKE) fuzz FUZZ_TIME=20
+	$(MAKE) e2e
 
 boot:
 	$(MAKE) ARCH=arm64 all

@@ -40,7 +40,8 @@ static int mount_fs(const char *type, const char *dir)
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		return -errno;
 	/* EBUSY: the kernel already mounted it (DEVTMPFS_MOUNT with a disk root). */
-	if (mount(type, dir, type, MS_NOSUID | MS_NOEXEC, NULL) < 0 && errno != EBUSY)
+	if (mount(type, dir, type, MS_NOSUID | MS_NOEXEC, NULL) < 0 &&
+	    errno != EBUSY)
 		return -errno;
 	return 0;
 }
@@ -59,7 +60,8 @@ static int mount_all(void)
 		int err = mount_fs(fs[i][0], fs[i][1]);
 
 		if (err < 0) {
-			log_err("mount %s on %s: %s", fs[i][0], fs[i][1], strerror(-err));
+			log_err("mount %s on %s: %s", fs[i][0], fs[i][1],
+				strerror(-err));
 			ret = err;
 		}
 	}
@@ -169,7 +171,8 @@ static enum test_mode test_mode(void)
 
 	if (read_file("/proc/cmdline", buf, sizeof(buf)) < 0)
 		return TEST_NONE;
-	for (tok = strtok_r(buf, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save)) {
+	for (tok = strtok_r(buf, " \t\n", &save); tok;
+	     tok = strtok_r(NULL, " \t\n", &save)) {
 		if (strncmp(tok, TEST_PARAM, strlen(TEST_PARAM)) != 0)
 			continue;
 		val = tok + strlen(TEST_PARAM);

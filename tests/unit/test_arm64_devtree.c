@@ -13,8 +13,7 @@ static int uart_props(struct device *dev, void *fdt, uint32_t clock_phandle)
 {
 	(void)dev;
 	props_called++;
-	return fdt_property_u32(fdt, "test-clock", clock_phandle) ? -ENOSPC :
-								    0;
+	return fdt_property_u32(fdt, "test-clock", clock_phandle) ? -ENOSPC : 0;
 }
 
 static const struct device_ops uart_ops = {
@@ -35,12 +34,15 @@ static const struct device_ops hidden_ops = {
 	.name = "hidden",
 };
 
-static struct device uart = { .ops = &uart_ops, .base = 0x9000000,
-			      .size = 0x1000, .irq = 3 };
-static struct device vio = { .ops = &edge_ops, .base = 0xa000000,
-			     .size = 0x200, .irq = 7 };
-static struct device hidden = { .ops = &hidden_ops, .base = 0xb000000,
-				.size = 0x10, .irq = -1 };
+static struct device uart = {
+	.ops = &uart_ops, .base = 0x9000000, .size = 0x1000, .irq = 3
+};
+static struct device vio = {
+	.ops = &edge_ops, .base = 0xa000000, .size = 0x200, .irq = 7
+};
+static struct device hidden = {
+	.ops = &hidden_ops, .base = 0xb000000, .size = 0x10, .irq = -1
+};
 static struct device *devs[] = { &uart, &vio, &hidden };
 static const uint64_t mpidrs[] = { 0x80000000, 0x80000001 };
 static char buf[65536];

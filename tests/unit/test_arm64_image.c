@@ -126,7 +126,8 @@ Test(boot_plan, honours_text_offset)
 Test(boot_plan, refuses_what_does_not_fit)
 {
 	struct arm64_image img = { .text_offset = 0, .image_size = 30 << 20 };
-	struct arm64_image huge = { .text_offset = 0, .image_size = UINT64_MAX };
+	struct arm64_image huge = { .text_offset = 0,
+				    .image_size = UINT64_MAX };
 	struct arm64_boot_plan p;
 
 	cr_assert_eq(boot__plan(RAM_BASE, 32ULL << 20, &img, 0, &p), 0);

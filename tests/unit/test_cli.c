@@ -8,9 +8,11 @@
 #include "../../launcher/cli.h"
 
 #define ARGV(...) ((char *const[]){ "sandbox", __VA_ARGS__ })
-#define ARGC(...) ((int)(sizeof((char *[]){ "sandbox", __VA_ARGS__ }) / sizeof(char *)))
-#define PARSE(cli, ...) \
-	cli__parse(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (cli), err, sizeof(err))
+#define ARGC(...) \
+	((int)(sizeof((char *[]){ "sandbox", __VA_ARGS__ }) / sizeof(char *)))
+#define PARSE(cli, ...)                                              \
+	cli__parse(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (cli), err, \
+		   sizeof(err))
 
 static char err[256];
 
@@ -66,8 +68,8 @@ Test(cli, rejects_missing_values)
 
 Test(cli, rejects_malformed_numbers)
 {
-	static const char *const bad[] = { "", "12x", "-1", "+4", "0x10",
-					   " 4", "4 ", "1e3" };
+	static const char *const bad[] = { "",	   "12x", "-1", "+4",
+					   "0x10", " 4",  "4 ", "1e3" };
 	struct cli c;
 	size_t i;
 
@@ -115,8 +117,7 @@ Test(cli, rejects_unknown_flags_and_commands)
 	cr_assert_eq(PARSE(&c, "boot", "extra"), -EINVAL);
 	cr_assert_eq(PARSE(&c, "frobnicate"), -EINVAL);
 	cr_assert(strstr(err, "unknown command 'frobnicate'"), "%s", err);
-	cr_assert_eq(cli__parse(1, ARGV(NULL), &c, err, sizeof(err)),
-		     -EINVAL);
+	cr_assert_eq(cli__parse(1, ARGV(NULL), &c, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "no command"), "%s", err);
 }
 
