@@ -32,7 +32,7 @@ WARN := -Wall -Wextra -Werror -Wmissing-prototypes
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 $(WARN) -fstack-protector-strong -D_GNU_SOURCE
 CPPFLAGS += -Ivmm/arch/$(ARCH) -MMD -MP -DSANDBOX_VERSION='"$(VERSION)"'
-LDLIBS := -lfdt -lpthread
+LDLIBS := -lfdt -luring -lpthread
 
 # The arm64 sandbox is static so it runs in the test host without a root filesystem.
 # Its libfdt.a comes from the arm64 package via apt-get download: libfdt-dev:arm64
@@ -49,7 +49,9 @@ endif
 
 SRCS := launcher/main.c launcher/cli.c \
 	vmm/vm.c vmm/vcpu.c vmm/bus.c vmm/mem.c vmm/loader.c vmm/log.c \
-	devices/pl011.c devices/pvpanic.c
+	devices/pl011.c devices/pvpanic.c devices/blk_engine.c \
+	devices/virtio/virtq.c devices/virtio/mmio.c devices/virtio/blk.c \
+	devices/virtio/blk_req.c
 SRCS_arm64 := vmm/arch/arm64/arch.c vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c
 SRCS_x86_64 := vmm/arch/x86_64/arch.c
 ALL_SRCS := $(SRCS) $(SRCS_$(ARCH))
@@ -73,6 +75,7 @@ deps:
 	scripts/deps
 
 $(O)/sandbox: $(OBJS) $(SYSROOT_DEP)
+	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
 $(BUILD)/obj/$(ARCH)/%.o: %.c
@@ -100,7 +103,7 @@ $(O)/images/initramfs.cpio: $(O)/images/init images/mkinitramfs
 # --- tests ---------------------------------------------------------------------
 UNIT_TESTS := $(wildcard tests/unit/test_*.c)
 UNIT_SRCS := launcher/cli.c vmm/bus.c vmm/mem.c vmm/log.c devices/pl011.c \
-	devices/blk_engine.c devices/virtio/virtq.c \
+	devices/blk_engine.c devices/virtio/virtq.c devices/virtio/blk_req.c \
 	vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c
 UNIT_BIN := $(HOSTO)/unit-tests
 
@@ -117,8 +120,9 @@ unit: $(UNIT_BIN)
 # runs each briefly, `make fuzz FUZZ_TIME=600` runs longer. New inputs go to build/.
 FUZZCC := clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS := virtq
+FUZZ_TARGETS := virtq blk_req
 FUZZ_SRCS_virtq := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c vmm/mem.c vmm/log.c
+FUZZ_SRCS_blk_req := tests/fuzz/fuzz_blk_req.c devices/virtio/blk_req.c
 
 $(HOSTO)/fuzz-%: $$(FUZZ_SRCS_%) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h)
 	@mkdir -p $(dir $@)

@@ -24,7 +24,11 @@ const char cli__usage[] =
 	"\")\n"
 	"  --mem MIB        guest memory in MiB, even (default: 128)\n"
 	"  --vcpus N        number of vCPUs (default: 1)\n"
-	"  --timeout SEC    stop the guest after SEC seconds (default: none)\n";
+	"  --timeout SEC    stop the guest after SEC seconds (default: none)\n"
+	"  --drive path=FILE[,ro][,root][,direct=on]\n"
+	"                   a virtio-blk disk backed by FILE (repeatable, up to 8;\n"
+	"                   /dev/vda, /dev/vdb, ... in order); root boots from it\n"
+	"                   (root=/dev/vdX, and no default initramfs)\n";
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __printf(3, 4);
 
@@ -98,12 +102,69 @@ static int number_flag(const char *flag, const char *v, unsigned int min,
 	return 0;
 }
 
+/* One comma-separated item of --drive: "path=FILE", "ro", "root", "direct=on|off". */
+static int drive_item(const char *item, size_t n, struct drive_opts *d,
+		      char *err, size_t errlen)
+{
+	if (n > 5 && !strncmp(item, "path=", 5)) {
+		if (n - 5 >= sizeof(d->path))
+			return fail(err, errlen, "--drive: path too long");
+		memcpy(d->path, item + 5, n - 5);
+		d->path[n - 5] = '\0';
+	} else if (n == 2 && !strncmp(item, "ro", 2)) {
+		d->ro = true;
+	} else if (n == 4 && !strncmp(item, "root", 4)) {
+		d->root = true;
+	} else if (n == 9 && !strncmp(item, "direct=on", 9)) {
+		d->direct = true;
+	} else if (n == 10 && !strncmp(item, "direct=off", 10)) {
+		d->direct = false;
+	} else {
+		return fail(err, errlen, "--drive: unknown option '%.*s'",
+			    (int)n, item);
+	}
+	return 0;
+}
+
+static int parse_drive(const char *v, struct boot_opts *b, char *err,
+		       size_t errlen)
+{
+	struct drive_opts *d;
+	const char *p = v;
+
+	if (b->nr_drives == CLI_MAX_DRIVES)
+		return fail(err, errlen, "at most %d drives", CLI_MAX_DRIVES);
+	d = &b->drives[b->nr_drives];
+	memset(d, 0, sizeof(*d));
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		int r = drive_item(p, n, d, err, errlen);
+
+		if (r)
+			return r;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	if (!d->path[0])
+		return fail(err, errlen, "--drive %s: no path=FILE", v);
+	if (d->root) {
+		if (b->root_drive >= 0)
+			return fail(err, errlen, "only one drive can be root");
+		b->root_drive = (int)b->nr_drives;
+	}
+	b->nr_drives++;
+	return 0;
+}
+
 static int parse_boot(int argc, char *const argv[], int i, struct boot_opts *b,
 		      char *err, size_t errlen)
 {
 	static const char *const valued[] = { "--kernel",  "--initrd",
 					      "--cmdline", "--mem",
-					      "--vcpus",   "--timeout" };
+					      "--vcpus",   "--timeout",
+					      "--drive" };
 	int r;
 
 	for (; i < argc; i++) {
@@ -134,6 +195,10 @@ static int parse_boot(int argc, char *const argv[], int i, struct boot_opts *b,
 				b->initrd = v;
 		} else if (!strcmp(flag, "--cmdline")) {
 			b->cmdline = v;
+		} else if (!strcmp(flag, "--drive")) {
+			r = parse_drive(v, b, err, errlen);
+			if (r)
+				return r;
 		} else if (!strcmp(flag, "--mem")) {
 			r = number_flag(flag, v, CLI_MIN_MEM_MIB,
 					CLI_MAX_MEM_MIB, &b->mem_mib, err,
@@ -171,6 +236,7 @@ int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
 	memset(out, 0, sizeof(*out));
 	out->boot.mem_mib = CLI_DEFAULT_MEM_MIB;
 	out->boot.vcpus = 1;
+	out->boot.root_drive = -1;
 	if (errlen)
 		err[0] = '\0';
 	if (argc < 2)

@@ -39,6 +39,17 @@ enum cli_cmd {
 #define CLI_MAX_TIMEOUT_S (7U * 24 * 3600)
 #define CLI_DEFAULT_CMDLINE "console=ttyAMA0"
 
+#define CLI_MAX_DRIVES 8
+#define CLI_PATH_MAX 4096
+
+/* --drive path=FILE[,ro][,root][,direct=on|off] */
+struct drive_opts {
+	char path[CLI_PATH_MAX];
+	bool ro;
+	bool root;
+	bool direct;
+};
+
 struct boot_opts {
 	const char *kernel; /* NULL: the default image */
 	const char *initrd; /* NULL: the default initramfs unless no_initrd */
@@ -47,6 +58,9 @@ struct boot_opts {
 	unsigned int mem_mib;
 	unsigned int vcpus;
 	unsigned int timeout_s; /* 0: none */
+	struct drive_opts drives[CLI_MAX_DRIVES];
+	unsigned int nr_drives;
+	int root_drive; /* index into drives, or -1 */
 };
 
 struct cli {
@@ -59,7 +73,8 @@ struct cli {
  * into argv. Returns 0, or -EINVAL with a one-line reason in @err (@errlen
  * bytes), for unknown commands or flags, missing or malformed values, and
  * numbers out of range (--mem multiple of 2 MiB from CLI_MIN_MEM_MIB,
- * --vcpus 1..CLI_MAX_VCPUS, --timeout up to a week).
+ * --vcpus 1..CLI_MAX_VCPUS, --timeout up to a week), and malformed drives
+ * (no path, unknown option, more than CLI_MAX_DRIVES, two root drives).
  */
 int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
 	       size_t errlen) __must_check;

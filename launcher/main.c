@@ -82,16 +82,41 @@ static int console_input(void)
 	return fcntl(STDIN_FILENO, F_GETFD) < 0 ? -1 : STDIN_FILENO;
 }
 
+/*
+ * The kernel command line: the user's (or the default), plus root=/dev/vdX
+ * for a root drive, as Firecracker does for its root device.
+ */
+static int build_cmdline(const struct boot_opts *b, char *buf, size_t size)
+{
+	const char *base = b->cmdline ? b->cmdline : CLI_DEFAULT_CMDLINE;
+	int n;
+
+	if (b->root_drive < 0)
+		n = snprintf(buf, size, "%s", base);
+	else
+		n = snprintf(buf, size, "%s root=/dev/vd%c %s", base,
+			     'a' + b->root_drive,
+			     b->drives[b->root_drive].ro ? "ro" : "rw");
+	return n < 0 || (size_t)n >= size ? -E2BIG : 0;
+}
+
 static int cmd_boot(const struct boot_opts *b)
 {
 	char dir[PATH_MAX], kernel[PATH_MAX + 32], initrd[PATH_MAX + 32];
+	char cmdline[4096];
+	bool no_initrd = b->no_initrd || (b->root_drive >= 0 && !b->initrd);
 	struct vm_config cfg;
+	unsigned int i;
 	enum vm_exit why = VM_EXIT_NONE;
 	struct vm *vm;
 	int err;
 
 	memset(&cfg, 0, sizeof(cfg));
-	if (!b->kernel || (!b->initrd && !b->no_initrd)) {
+	if (build_cmdline(b, cmdline, sizeof(cmdline))) {
+		pr_err("kernel command line too long");
+		return EXIT_USAGE;
+	}
+	if (!b->kernel || (!b->initrd && !no_initrd)) {
 		err = images_dir(dir, sizeof(dir));
 		if (err) {
 			pr_err("cannot find the default images: %s",
@@ -104,12 +129,18 @@ static int cmd_boot(const struct boot_opts *b)
 			 DEFAULT_INITRD_NAME);
 	}
 	cfg.kernel_path = b->kernel ? b->kernel : kernel;
-	cfg.initrd_path = b->no_initrd ? NULL : b->initrd ? b->initrd : initrd;
-	cfg.cmdline = b->cmdline ? b->cmdline : CLI_DEFAULT_CMDLINE;
+	cfg.initrd_path = no_initrd ? NULL : b->initrd ? b->initrd : initrd;
+	cfg.cmdline = cmdline;
 	cfg.mem_size = (uint64_t)b->mem_mib << 20;
 	cfg.nr_vcpus = b->vcpus;
 	cfg.console_in = console_input();
 	cfg.console_out = STDOUT_FILENO;
+	for (i = 0; i < b->nr_drives; i++) {
+		cfg.drives[i].path = b->drives[i].path;
+		cfg.drives[i].ro = b->drives[i].ro;
+		cfg.drives[i].direct = b->drives[i].direct;
+	}
+	cfg.nr_drives = b->nr_drives;
 
 	err = vm__new(&cfg, &vm);
 	if (err)

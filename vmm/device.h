@@ -71,4 +71,23 @@ int irq__set_level(struct vm *vm, uint32_t irq, bool level) __must_check;
  */
 void vm__request_stop(struct vm *vm, enum vm_exit why);
 
+struct guest_mem;
+
+/* The VM's guest memory, for devices that read and write guest buffers. */
+const struct guest_mem *vm__mem(struct vm *vm);
+
+/*
+ * Registers (@assign) or removes an ioeventfd: a guest write of @len bytes
+ * equal to @datamatch at guest physical @addr signals eventfd @fd in the
+ * kernel, without an exit to userspace. Returns 0 or -errno from KVM.
+ */
+int vm__ioeventfd(struct vm *vm, uint64_t addr, uint32_t len,
+		  uint64_t datamatch, int fd, bool assign) __must_check;
+
+/*
+ * Registers (@assign) or removes an irqfd: a write to eventfd @fd injects an
+ * edge on interrupt line @irq in the kernel. Returns 0 or -errno from KVM.
+ */
+int vm__irqfd(struct vm *vm, uint32_t irq, int fd, bool assign) __must_check;
+
 #endif

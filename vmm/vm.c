@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../devices/virtio/blk.h"
 #include "log.h"
 #include "vcpu.h"
 #include "vm.h"
@@ -80,6 +81,10 @@ static int check_config(const struct vm_config *cfg)
 		       (unsigned long long)(ARCH_RAM_MAX_SIZE >> 30));
 		return -EINVAL;
 	}
+	if (cfg->nr_drives > VM_MAX_DRIVES) {
+		pr_err("%u drives: at most %d", cfg->nr_drives, VM_MAX_DRIVES);
+		return -EINVAL;
+	}
 	if (!cfg->kernel_path || !cfg->cmdline) {
 		pr_err("no kernel or no command line given");
 		return -EINVAL;
@@ -103,6 +108,38 @@ static int init_sync(struct vm *vm)
 	if (err) {
 		pthread_mutex_destroy(&vm->lock);
 		return -err;
+	}
+	return 0;
+}
+
+/* virtio-blk drives, one virtio-mmio slot each, in command-line order. */
+static int add_drives(struct vm *vm, const struct vm_config *cfg)
+{
+	unsigned int i;
+	int err;
+
+	if (cfg->nr_drives > ARCH_VIRTIO_SLOTS)
+		return -EINVAL;
+	for (i = 0; i < cfg->nr_drives; i++) {
+		struct blk_drive d = { .path = cfg->drives[i].path,
+				       .ro = cfg->drives[i].ro,
+				       .direct = cfg->drives[i].direct };
+		struct device *dev;
+		uint32_t irq;
+
+		err = vm__alloc_irq(vm, &irq);
+		if (err)
+			return err;
+		err = virtio_blk__new(vm,
+				      ARCH_VIRTIO_BASE + i * ARCH_VIRTIO_STRIDE,
+				      irq, &d, &dev);
+		if (err)
+			return err;
+		err = vm__add_device(vm, dev);
+		if (err) {
+			dev->ops->destroy(dev);
+			return err;
+		}
 	}
 	return 0;
 }
@@ -154,6 +191,9 @@ int vm__new(const struct vm_config *cfg, struct vm **out)
 			goto fail;
 	}
 	err = vm__arch_add_devices(vm, cfg);
+	if (err)
+		goto fail;
+	err = add_drives(vm, cfg);
 	if (err)
 		goto fail;
 	err = vm__arch_load(vm, cfg);
@@ -263,6 +303,42 @@ int vm__alloc_irq(struct vm *vm, uint32_t *irq)
 int irq__set_level(struct vm *vm, uint32_t irq, bool level)
 {
 	return vm__arch_irq_line(vm, irq, level);
+}
+
+const struct guest_mem *vm__mem(struct vm *vm)
+{
+	return &vm->mem;
+}
+
+int vm__ioeventfd(struct vm *vm, uint64_t addr, uint32_t len,
+		  uint64_t datamatch, int fd, bool assign)
+{
+	struct kvm_ioeventfd io = {
+		.datamatch = datamatch,
+		.addr = addr,
+		.len = len,
+		.fd = fd,
+		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH |
+			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+	};
+
+	if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
+		return -errno;
+	return 0;
+}
+
+int vm__irqfd(struct vm *vm, uint32_t irq, int fd, bool assign)
+{
+	/* Both arches route GSI n to interrupt line n by default (arm64: SPI n). */
+	struct kvm_irqfd irqfd = {
+		.fd = (uint32_t)fd,
+		.gsi = irq,
+		.flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN,
+	};
+
+	if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0)
+		return -errno;
+	return 0;
 }
 
 void vm__free(struct vm *vm)

@@ -15,6 +15,13 @@
 #include "util.h"
 
 #define VM_MAX_DEVICES 48
+#define VM_MAX_DRIVES 8
+
+struct vm_drive {
+	const char *path;
+	bool ro;
+	bool direct;
+};
 
 struct vm_config {
 	const char *kernel_path;
@@ -24,6 +31,8 @@ struct vm_config {
 	unsigned int nr_vcpus;
 	int console_in; /* guest console input fd, or -1 */
 	int console_out; /* guest console output fd */
+	struct vm_drive drives[VM_MAX_DRIVES]; /* virtio-blk, in /dev/vdX order */
+	unsigned int nr_drives;
 };
 
 struct vcpu {
@@ -101,10 +110,13 @@ int vm__alloc_irq(struct vm *vm, uint32_t *irq) __must_check;
 int vm__arch_init(struct vm *vm, const struct vm_config *cfg) __must_check;
 /* After KVM_CREATE_VCPU for @vcpu: arch vCPU setup (reset state, features). */
 int vcpu__arch_init(struct vcpu *vcpu) __must_check;
-/* After all vCPUs: platform devices (console, panic notifier, ...). */
+/*
+ * After all vCPUs: platform devices (console, panic notifier, ...) and the
+ * irqchip made ready, so that irqfds can be registered afterwards.
+ */
 int vm__arch_add_devices(struct vm *vm,
 			 const struct vm_config *cfg) __must_check;
-/* After devices: finish irqchip setup, load kernel/initrd/boot data, set boot registers. */
+/* After every device: load kernel/initrd/boot data, set boot registers. */
 int vm__arch_load(struct vm *vm, const struct vm_config *cfg) __must_check;
 /* Drives interrupt line @irq to @level. */
 int vm__arch_irq_line(struct vm *vm, uint32_t irq, bool level) __must_check;

@@ -143,3 +143,42 @@ Test(cli, help_and_version)
 	cr_assert_eq(c.cmd, CLI_VERSION);
 	cr_assert_eq(PARSE(&c, "version", "x"), -EINVAL);
 }
+
+Test(cli, drives_take_path_and_flags)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "boot", "--drive", "path=/a.img,root",
+			   "--drive=ro,path=/b.img,direct=on"),
+		     0, "%s", err);
+	cr_assert_eq(c.boot.nr_drives, 2);
+	cr_assert_str_eq(c.boot.drives[0].path, "/a.img");
+	cr_assert(c.boot.drives[0].root);
+	cr_assert_not(c.boot.drives[0].ro);
+	cr_assert_str_eq(c.boot.drives[1].path, "/b.img");
+	cr_assert(c.boot.drives[1].ro);
+	cr_assert(c.boot.drives[1].direct);
+	cr_assert_eq(c.boot.root_drive, 0);
+}
+
+Test(cli, rejects_malformed_drives)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "boot", "--drive", "ro"), -EINVAL);
+	cr_assert(strstr(err, "no path=FILE"), "%s", err);
+	cr_assert_eq(PARSE(&c, "boot", "--drive", "path=/a,rw"), -EINVAL);
+	cr_assert(strstr(err, "unknown option 'rw'"), "%s", err);
+	cr_assert_eq(PARSE(&c, "boot", "--drive", "path="), -EINVAL);
+	cr_assert_eq(PARSE(&c, "boot", "--drive", "path=/a,root", "--drive",
+			   "path=/b,root"),
+		     -EINVAL);
+	cr_assert(strstr(err, "only one drive can be root"), "%s", err);
+	cr_assert_eq(PARSE(&c, "boot", "--drive=path=/1", "--drive=path=/2",
+			   "--drive=path=/3", "--drive=path=/4",
+			   "--drive=path=/5", "--drive=path=/6",
+			   "--drive=path=/7", "--drive=path=/8",
+			   "--drive=path=/9"),
+		     -EINVAL);
+	cr_assert(strstr(err, "at most 8 drives"), "%s", err);
+}

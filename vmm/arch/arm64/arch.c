@@ -125,6 +125,20 @@ int vcpu__arch_init(struct vcpu *vcpu)
 	return err;
 }
 
+static int finish_gic(struct vm *vm)
+{
+	uint32_t nr_irqs = 32 + ARM64_NR_SPIS;
+	int err;
+
+	err = gic_attr(vm, KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 0, &nr_irqs,
+		       "number of interrupts");
+	if (err)
+		return err;
+	/* Only now: KVM requires every vCPU to exist before the GIC is initialised. */
+	return gic_attr(vm, KVM_DEV_ARM_VGIC_GRP_CTRL,
+			KVM_DEV_ARM_VGIC_CTRL_INIT, NULL, "init");
+}
+
 int vm__arch_add_devices(struct vm *vm, const struct vm_config *cfg)
 {
 	struct pl011 *uart;
@@ -150,23 +164,12 @@ int vm__arch_add_devices(struct vm *vm, const struct vm_config *cfg)
 	if (err)
 		return err;
 	err = vm__add_device(vm, panic);
-	if (err)
+	if (err) {
 		panic->ops->destroy(panic);
-	return err;
-}
-
-static int finish_gic(struct vm *vm)
-{
-	uint32_t nr_irqs = 32 + ARM64_NR_SPIS;
-	int err;
-
-	err = gic_attr(vm, KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 0, &nr_irqs,
-		       "number of interrupts");
-	if (err)
 		return err;
-	/* Only now: KVM requires every vCPU to exist before the GIC is initialised. */
-	return gic_attr(vm, KVM_DEV_ARM_VGIC_GRP_CTRL,
-			KVM_DEV_ARM_VGIC_CTRL_INIT, NULL, "init");
+	}
+	/* irqfds (virtio devices come next) need the GIC's default routing. */
+	return finish_gic(vm);
 }
 
 static int load_kernel(struct vm *vm, const struct vm_config *cfg,
@@ -272,9 +275,6 @@ int vm__arch_load(struct vm *vm, const struct vm_config *cfg)
 	uint64_t initrd_size = 0;
 	int err;
 
-	err = finish_gic(vm);
-	if (err)
-		return err;
 	err = load_kernel(vm, cfg, &plan, &initrd_size);
 	if (err)
 		return err;

@@ -16,6 +16,9 @@
 #define ARCH_RAM_MAX_SIZE (64ULL << 30)
 #define ARCH_MAX_VCPUS 32
 #define ARCH_IRQ_FIRST 5
+#define ARCH_VIRTIO_BASE 0xd0000000ULL
+#define ARCH_VIRTIO_STRIDE 0x200ULL
+#define ARCH_VIRTIO_SLOTS 8
 #define ARCH_IRQ_LAST 23
 
 struct vm_arch {
