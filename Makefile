@@ -62,7 +62,7 @@ $(error ARCH=$(ARCH) is not supported; use arm64 or x86_64)
 endif
 
 # Guest images exist for arm64 so far (x86_64: issue 8).
-IMAGES_arm64 := $(O)/images/Image $(O)/images/initramfs.cpio
+IMAGES_arm64 := $(O)/images/Image $(O)/images/initramfs.cpio $(O)/images/rootfs.ext4
 IMAGES := $(IMAGES_$(ARCH))
 
 .PHONY: all deps images boot check unit fuzz e2e format-check format clean FORCE
@@ -99,6 +99,11 @@ $(O)/images/init: images/agent/init.c
 
 $(O)/images/initramfs.cpio: $(O)/images/init images/mkinitramfs
 	images/mkinitramfs $@ $(O)/images/init
+
+# Small: the test host carries it in RAM (its initramfs does not keep files sparse).
+# Boot a copy when writing to it: a rw boot changes the file in place.
+$(O)/images/rootfs.ext4: $(O)/images/init images/mkrootfs
+	images/mkrootfs $@ $(O)/images/init --size 32
 
 # --- tests ---------------------------------------------------------------------
 UNIT_TESTS := $(wildcard tests/unit/test_*.c)

@@ -260,3 +260,36 @@ int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
 	}
 	return fail(err, errlen, "unknown command '%s'", cmd);
 }
+
+/* Where the kernel's own parameters end: at a "--" word, which starts init's arguments. */
+static size_t kernel_params_end(const char *cmdline)
+{
+	const char *p = cmdline;
+
+	while ((p = strstr(p, "--")) != NULL) {
+		bool starts = p == cmdline || p[-1] == ' ';
+		bool ends = p[2] == '\0' || p[2] == ' ';
+
+		if (starts && ends)
+			return (size_t)(p - cmdline);
+		p += 2;
+	}
+	return strlen(cmdline);
+}
+
+int cli__kernel_cmdline(const struct boot_opts *b, char *buf, size_t size)
+{
+	const char *base = b->cmdline ? b->cmdline : CLI_DEFAULT_CMDLINE;
+	size_t end = kernel_params_end(base);
+	int n;
+
+	if (b->root_drive < 0)
+		n = snprintf(buf, size, "%s", base);
+	else
+		n = snprintf(buf, size, "%.*s%sroot=/dev/vd%c %s%s%s", (int)end,
+			     base, end && base[end - 1] != ' ' ? " " : "",
+			     'a' + b->root_drive,
+			     b->drives[b->root_drive].ro ? "ro" : "rw",
+			     base[end] ? " " : "", base + end);
+	return n < 0 || (size_t)n >= size ? -E2BIG : 0;
+}

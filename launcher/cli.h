@@ -79,6 +79,15 @@ struct cli {
 int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
 	       size_t errlen) __must_check;
 
+/*
+ * Writes the kernel command line for @b into @buf (@size bytes): the user's
+ * (or CLI_DEFAULT_CMDLINE), plus "root=/dev/vdX rw|ro" for a root drive, as
+ * Firecracker does for its root device, placed before any "--" word (the
+ * words after it are init's arguments). Returns 0 or -E2BIG.
+ */
+int cli__kernel_cmdline(const struct boot_opts *b, char *buf,
+			size_t size) __must_check;
+
 /* The usage text printed by `sandbox help`. */
 extern const char cli__usage[];
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,24 +83,6 @@ static int console_input(void)
 	return fcntl(STDIN_FILENO, F_GETFD) < 0 ? -1 : STDIN_FILENO;
 }
 
-/*
- * The kernel command line: the user's (or the default), plus root=/dev/vdX
- * for a root drive, as Firecracker does for its root device.
- */
-static int build_cmdline(const struct boot_opts *b, char *buf, size_t size)
-{
-	const char *base = b->cmdline ? b->cmdline : CLI_DEFAULT_CMDLINE;
-	int n;
-
-	if (b->root_drive < 0)
-		n = snprintf(buf, size, "%s", base);
-	else
-		n = snprintf(buf, size, "%s root=/dev/vd%c %s", base,
-			     'a' + b->root_drive,
-			     b->drives[b->root_drive].ro ? "ro" : "rw");
-	return n < 0 || (size_t)n >= size ? -E2BIG : 0;
-}
-
 static int cmd_boot(const struct boot_opts *b)
 {
 	char dir[PATH_MAX], kernel[PATH_MAX + 32], initrd[PATH_MAX + 32];
@@ -112,7 +95,7 @@ static int cmd_boot(const struct boot_opts *b)
 	int err;
 
 	memset(&cfg, 0, sizeof(cfg));
-	if (build_cmdline(b, cmdline, sizeof(cmdline))) {
+	if (cli__kernel_cmdline(b, cmdline, sizeof(cmdline))) {
 		pr_err("kernel command line too long");
 		return EXIT_USAGE;
 	}

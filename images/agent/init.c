@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-/* Minimal guest PID 1: mounts the pseudo filesystems, reports itself and the vCPU count, powers off. */
+/*
+ * Minimal guest PID 1: mounts the pseudo filesystems, reports itself and the vCPU count, runs the
+ * command given after "--" on the kernel command line if any, then powers off.
+ */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,9 +14,12 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define TEST_PARAM "sandbox.test="
+/* Commands find busybox's applets here; the kernel gives PID 1 no PATH. */
+#define COMMAND_PATH "/bin:/sbin"
 
 enum test_mode {
 	TEST_NONE,
@@ -161,21 +168,54 @@ static int online_cpus(void)
 	return count_cpu_list(buf);
 }
 
+/*
+ * Splits the kernel command line where lib/cmdline.c next_arg() does: at blanks outside double
+ * quotes. Terminates the word in place; NULL after the last one.
+ */
+static char *next_word(char **cursor)
+{
+	char *p = *cursor, *word;
+	int in_quote = 0;
+
+	while (*p == ' ' || *p == '\t' || *p == '\n')
+		p++;
+	if (!*p) {
+		*cursor = p;
+		return NULL;
+	}
+	word = p;
+	for (; *p; p++) {
+		if ((*p == ' ' || *p == '\t' || *p == '\n') && !in_quote)
+			break;
+		if (*p == '"')
+			in_quote = !in_quote;
+	}
+	if (*p)
+		*p++ = '\0';
+	*cursor = p;
+	return word;
+}
+
+/* parse_args() stops at "--", quoted or not: what follows is init's argv, not kernel parameters. */
+static int is_dashes(const char *word)
+{
+	return !strcmp(word, "--") || !strcmp(word, "\"--\"");
+}
+
 /* The kernel does not pass dotted parameters to init, so the hook comes from /proc/cmdline. */
 static enum test_mode test_mode(void)
 {
 	enum test_mode mode = TEST_NONE;
 	char buf[4096];
-	char *tok, *save;
+	char *word, *cursor = buf;
 	const char *val;
 
 	if (read_file("/proc/cmdline", buf, sizeof(buf)) < 0)
 		return TEST_NONE;
-	for (tok = strtok_r(buf, " \t\n", &save); tok;
-	     tok = strtok_r(NULL, " \t\n", &save)) {
-		if (strncmp(tok, TEST_PARAM, strlen(TEST_PARAM)) != 0)
+	while ((word = next_word(&cursor)) && !is_dashes(word)) {
+		if (strncmp(word, TEST_PARAM, strlen(TEST_PARAM)) != 0)
 			continue;
-		val = tok + strlen(TEST_PARAM);
+		val = word + strlen(TEST_PARAM);
 		if (!strcmp(val, "panic"))
 			mode = TEST_PANIC;
 		else if (!strcmp(val, "hang"))
@@ -188,9 +228,94 @@ static enum test_mode test_mode(void)
 	return mode;
 }
 
-int main(void)
+/*
+ * The command to run: the words after "--" on the kernel command line, up to a second "--" where
+ * the kernel stops too, which it appends to init's argv. It also puts there, first, any unknown
+ * parameter without '=' or '.' from before the "--" (a typo such as "quite"); those are dropped
+ * rather than run, so the command is the last words of argv, as many as /proc/cmdline has between
+ * the dashes. NULL when there is no command.
+ */
+static char **command(int argc, char **argv)
+{
+	char buf[4096];
+	char *word, *cursor = buf;
+	int words = 0;
+
+	if (argc < 2)
+		return NULL;
+	if (read_file("/proc/cmdline", buf, sizeof(buf)) < 0) {
+		/* Cannot tell strays from the command: run all of argv, as the kernel passed it. */
+		return argv + 1;
+	}
+	while ((word = next_word(&cursor)) && !is_dashes(word))
+		;
+	while (word && (word = next_word(&cursor)) && !is_dashes(word))
+		words++;
+	/* /proc/cmdline disagrees with argv: run what the kernel passed rather than guess. */
+	if (words > argc - 1)
+		return argv + 1;
+	for (int i = 1; i < argc - words; i++)
+		log_err("ignoring kernel parameter '%s' passed to init",
+			argv[i]);
+	return words ? argv + argc - words : NULL;
+}
+
+/* Runs argv in a child on the console and reports how it ended. */
+static void run_command(char **argv)
+{
+	int status;
+	pid_t pid, w;
+
+	pid = fork();
+	if (pid < 0) {
+		log_err("fork: %s", strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		/*
+		 * The kernel's environment (HOME, TERM and any unknown name=value parameters) is
+		 * kept; only PATH is missing. fds 0-2 are the console, inherited.
+		 */
+		setenv("PATH", COMMAND_PATH, 1);
+		execvp(argv[0], argv);
+		log_err("exec %s: %s", argv[0], strerror(errno));
+		/* The shell's codes: 127 not found, 126 found but not runnable. */
+		_exit(errno == ENOENT ? 127 : 126);
+	}
+	/* As PID 1 we also inherit the command's orphans: reap them while waiting. */
+	do {
+		w = wait(&status);
+	} while ((w >= 0 && w != pid) || (w < 0 && errno == EINTR));
+	if (w < 0)
+		log_err("wait: %s", strerror(errno));
+	else if (WIFEXITED(status))
+		dprintf(STDOUT_FILENO, "init: command exited with status %d\n",
+			WEXITSTATUS(status));
+	else
+		dprintf(STDOUT_FILENO, "init: command killed by signal %d\n",
+			WTERMSIG(status));
+}
+
+/*
+ * Leaves a disk root clean before the power goes: processes the command left behind could still
+ * write after sync() and would keep the remount busy, so they go first. Remounting read-only
+ * flushes the filesystem and marks it cleanly unmounted (no journal replay, no fsck warning on
+ * the next boot).
+ */
+static void quiesce(void)
+{
+	if (kill(-1, SIGKILL) == 0)
+		while (wait(NULL) > 0 || errno == EINTR)
+			;
+	sync();
+	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL) < 0)
+		log_err("remount / read-only: %s", strerror(errno));
+}
+
+int main(int argc, char **argv)
 {
 	enum test_mode mode;
+	char **cmd;
 	int cpus;
 
 	mount_all();
@@ -204,6 +329,11 @@ int main(void)
 		dprintf(STDOUT_FILENO, "vcpus: %d\n", cpus);
 
 	mode = test_mode();
+	cmd = command(argc, argv);
+	/* The test hooks below still apply after a command, so a test can combine both. */
+	if (cmd)
+		run_command(cmd);
+
 	switch (mode) {
 	case TEST_PANIC:
 		/* PID 1 exiting panics the kernel: the VMM must report a guest panic. */
@@ -215,11 +345,11 @@ int main(void)
 		for (;;)
 			pause();
 	case TEST_REBOOT:
-		sync();
+		quiesce();
 		reboot(RB_AUTOBOOT);
 		break;
 	case TEST_NONE:
-		sync();
+		quiesce();
 		reboot(RB_POWER_OFF);
 		break;
 	}

@@ -156,8 +156,72 @@ t_no_root_panics() {
 	ok no_root_panics
 }
 
+# --- virtio-blk -----------------------------------------------------------------
+
+# A private copy of the root filesystem: a rw boot changes it in place.
+fresh_root() {
+	cp "$IMAGES/rootfs.ext4" "$tmp/root.ext4"
+}
+
+t_root_boot_persists() {
+	fresh_root
+	run root_write boot --drive "path=$tmp/root.ext4,root" --timeout 60 \
+		--cmdline "$QUIET -- /bin/sh -c \"echo persisted-$$ > /root/f\""
+	[ $rc -eq 0 ] || { bad root_boot_persists "write boot: exit status $rc"; return; }
+	has "command exited with status 0" || { bad root_boot_persists "write failed in the guest"; return; }
+	run root_read boot --drive "path=$tmp/root.ext4,root" --timeout 60 \
+		--cmdline "$QUIET -- /bin/cat /root/f"
+	[ $rc -eq 0 ] || { bad root_boot_persists "read boot: exit status $rc"; return; }
+	has "persisted-$$" || { bad root_boot_persists "file did not survive power-off"; return; }
+	ok root_boot_persists
+}
+
+t_read_only_drive() {
+	fresh_root
+	before=$(sha256sum "$tmp/root.ext4")
+	run ro boot --drive "path=$tmp/root.ext4,root,ro" --timeout 60 \
+		--cmdline "$QUIET -- /bin/sh -c \"echo x > /root/g\""
+	[ $rc -eq 0 ] || { bad read_only_drive "exit status $rc"; return; }
+	has "Read-only file system" || { bad read_only_drive "guest write was not refused"; return; }
+	has "command exited with status 0" && { bad read_only_drive "write reported success"; return; }
+	# A raw write to the device must fail too, and the file must not change.
+	run ro_raw boot --drive "path=$tmp/root.ext4,root,ro" --timeout 60 \
+		--cmdline "$QUIET -- /bin/dd if=/dev/zero of=/dev/vda bs=4096 count=1 seek=100"
+	has "command exited with status 0" && { bad read_only_drive "raw write reported success"; return; }
+	[ "$(sha256sum "$tmp/root.ext4")" = "$before" ] || { bad read_only_drive "backing file changed"; return; }
+	ok read_only_drive
+}
+
+t_dd_64mib() {
+	# 64 MiB from the guest to a raw data drive (/dev/vdb) and back, checked
+	# against the backing file on the host side in both directions.
+	fresh_root
+	dd if=/dev/zero of="$tmp/data.img" bs=1M count=64 2>/dev/null
+	run dd_write boot --mem 256 --drive "path=$tmp/root.ext4,root" \
+		--drive "path=$tmp/data.img" --timeout 120 --cmdline "$QUIET -- /bin/sh -c \"mount -t tmpfs -o size=80m tmpfs /tmp && dd if=/dev/urandom of=/tmp/src bs=1M count=64 2>/dev/null && dd if=/tmp/src of=/dev/vdb bs=1M 2>/dev/null && sync && sha256sum /tmp/src\""
+	[ $rc -eq 0 ] || { bad dd_64mib "write boot: exit status $rc"; return; }
+	guest=$(sed -n 's|^\([0-9a-f]\{64\}\)  /tmp/src.*|\1|p' "$tmp/out")
+	host=$(sha256sum "$tmp/data.img" | cut -d' ' -f1)
+	[ -n "$guest" ] || { bad dd_64mib "guest printed no checksum"; return; }
+	[ "$guest" = "$host" ] || { bad dd_64mib "host file differs from what the guest wrote"; return; }
+	run dd_read boot --mem 256 --drive "path=$tmp/root.ext4,root" \
+		--drive "path=$tmp/data.img,ro" --timeout 120 --cmdline "$QUIET -- /bin/sha256sum /dev/vdb"
+	[ $rc -eq 0 ] || { bad dd_64mib "read boot: exit status $rc"; return; }
+	has "^$host  /dev/vdb" || { bad dd_64mib "guest read back different data"; return; }
+	rm -f "$tmp/data.img"
+	ok dd_64mib
+}
+
+t_missing_drive() {
+	run missing_drive boot --drive path=/nonexistent.img --timeout 10
+	[ $rc -eq 101 ] || { bad missing_drive "exit status $rc, expected 101"; return; }
+	has "/nonexistent.img" || { bad missing_drive "path not named"; return; }
+	ok missing_drive
+}
+
 all="boot_hello boot_log two_vcpus one_vcpu reboot_ends_vm guest_panic timeout
-not_an_image missing_files too_small bad_flag no_root_panics"
+not_an_image missing_files too_small bad_flag no_root_panics
+root_boot_persists read_only_drive dd_64mib missing_drive"
 [ $# -gt 0 ] && all="$*"
 for t in $all; do
 	"t_$t"

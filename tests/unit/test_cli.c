@@ -182,3 +182,30 @@ Test(cli, rejects_malformed_drives)
 		     -EINVAL);
 	cr_assert(strstr(err, "at most 8 drives"), "%s", err);
 }
+
+Test(cli, root_drive_goes_on_the_kernel_command_line)
+{
+	char line[256];
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "boot"), 0);
+	cr_assert_eq(cli__kernel_cmdline(&c.boot, line, sizeof(line)), 0);
+	cr_assert_str_eq(line, CLI_DEFAULT_CMDLINE);
+	cr_assert_eq(PARSE(&c, "boot", "--drive=path=/a", "--drive",
+			   "path=/b,root,ro", "--cmdline", "quiet"),
+		     0);
+	cr_assert_eq(cli__kernel_cmdline(&c.boot, line, sizeof(line)), 0);
+	cr_assert_str_eq(line, "quiet root=/dev/vdb ro");
+	cr_assert_eq(PARSE(&c, "boot", "--drive=path=/a,root", "--cmdline",
+			   "quiet -- /bin/sh -c \"x --y\""),
+		     0);
+	cr_assert_eq(cli__kernel_cmdline(&c.boot, line, sizeof(line)), 0);
+	cr_assert_str_eq(line,
+			 "quiet root=/dev/vda rw -- /bin/sh -c \"x --y\"");
+	cr_assert_eq(PARSE(&c, "boot", "--drive=path=/a,root", "--cmdline",
+			   "--init-arg"),
+		     0);
+	cr_assert_eq(cli__kernel_cmdline(&c.boot, line, sizeof(line)), 0);
+	cr_assert_str_eq(line, "--init-arg root=/dev/vda rw");
+	cr_assert_eq(cli__kernel_cmdline(&c.boot, line, 10), -E2BIG);
+}
