@@ -629,10 +629,15 @@ int blk_engine__submit(struct blk_engine *eng)
 		ret = io_uring_submit(&eng->ring);
 		if (ret == -EINTR)
 			continue;
-		if (ret < 0)
-			return total ? total : ret;
-		if (!ret)
-			break;
+		if (ret < 0 || !ret) {
+			/*
+			 * Entries left queued: no completion will wake the
+			 * caller, so wake it ourselves; its next reap submits
+			 * them again.
+			 */
+			eventfd_write(eng->efd, 1);
+			return ret < 0 && !total ? ret : total;
+		}
 		total += ret;
 	}
 	return total;

@@ -43,6 +43,14 @@
 #define LCRH_FEN (1U << 4)
 
 #define FIFO_DEPTH 32
+/*
+ * Transmitted bytes wait here for the writer thread: a vCPU never blocks on
+ * the host's console (a stalled pipe would make it unkickable). While it is
+ * full the guest sees TXFF and polls, each poll an MMIO exit.
+ */
+#define TX_BUF 4096
+/* At teardown, how long the writer may still try to flush to a stalled console. */
+#define TX_FLUSH_MS 1000
 
 /* PeriphID0-3 then PCellID0-3: an r1p5 PL011, as the AMBA bus expects. */
 static const uint8_t pl011_ids[8] = { 0x11, 0x10, 0x14, 0x00,
@@ -61,6 +69,12 @@ struct pl011 {
 	pthread_t rx_thread;
 	bool rx_started;
 	bool closing;
+	pthread_cond_t tx_ready; /* signalled when bytes wait in tx */
+	uint8_t tx[TX_BUF];
+	unsigned int tx_head, tx_count;
+	bool tx_dead; /* the console failed: bytes are dropped */
+	pthread_t tx_thread;
+	bool tx_started;
 };
 
 static unsigned int fifo_depth(const struct pl011 *u)
@@ -126,8 +140,9 @@ static uint32_t read_reg(struct pl011 *u, uint64_t off)
 	case UARTRSR:
 		return 0;
 	case UARTFR:
-		/* Transmission is immediate: the TX FIFO is always empty. */
-		fr = FR_TXFE;
+		fr = u->tx_count ? 0 : FR_TXFE;
+		if (u->tx_count == TX_BUF)
+			fr |= FR_TXFF;
 		if (!u->count)
 			fr |= FR_RXFE;
 		if (u->count >= fifo_depth(u))
@@ -158,11 +173,60 @@ static uint32_t read_reg(struct pl011 *u, uint64_t off)
 	}
 }
 
+/* Called with the lock held. */
 static void transmit(struct pl011 *u, uint8_t c)
 {
-	/* A console that cannot be written (closed pipe) must not stop the guest. */
-	while (write(u->out_fd, &c, 1) < 0 && errno == EINTR)
-		;
+	if (u->tx_dead || u->tx_count == TX_BUF)
+		return;
+	u->tx[(u->tx_head + u->tx_count) % TX_BUF] = c;
+	u->tx_count++;
+	pthread_cond_signal(&u->tx_ready);
+}
+
+static void *tx_thread(void *arg)
+{
+	struct pl011 *u = arg;
+
+	pthread_mutex_lock(&u->lock);
+	for (;;) {
+		struct pollfd pfd = { .fd = u->out_fd, .events = POLLOUT };
+		unsigned int len;
+		bool closing;
+		ssize_t n;
+		int r;
+
+		while (!u->tx_count && !u->closing)
+			pthread_cond_wait(&u->tx_ready, &u->lock);
+		if (!u->tx_count)
+			break;
+		len = u->tx_count;
+		if (len > TX_BUF - u->tx_head)
+			len = TX_BUF - u->tx_head;
+		closing = u->closing;
+		pthread_mutex_unlock(&u->lock);
+		/*
+		 * POLLOUT first: a write of at most a page to a pipe with
+		 * room then completes without blocking, so teardown is never
+		 * held up for longer than TX_FLUSH_MS.
+		 */
+		r = poll(&pfd, 1, closing ? TX_FLUSH_MS : 200);
+		n = r > 0 ? write(u->out_fd, &u->tx[u->tx_head], len) : 0;
+		pthread_mutex_lock(&u->lock);
+		if ((r == 0 && closing) ||
+		    (n < 0 && errno != EINTR && errno != EAGAIN)) {
+			/* The console is gone or stuck: keep the guest running, drop output. */
+			u->tx_dead = true;
+			u->tx_count = 0;
+		} else if (n > 0) {
+			u->tx_head = (u->tx_head + (unsigned int)n) % TX_BUF;
+			u->tx_count -= (unsigned int)n;
+		}
+		/* Room again: a driver waiting for TX gets its interrupt. */
+		u->ris |= INT_TX;
+		update_irq(u);
+	}
+	pthread_mutex_unlock(&u->lock);
+	return NULL;
 }
 
 static void write_reg(struct pl011 *u, uint64_t off, uint32_t v)
@@ -170,8 +234,11 @@ static void write_reg(struct pl011 *u, uint64_t off, uint32_t v)
 	switch (off) {
 	case UARTDR:
 		transmit(u, (uint8_t)v);
-		/* The byte left at once: the TX FIFO is below its trigger level again. */
-		u->ris |= INT_TX;
+		/* Below the trigger level while the buffer has room, as a FIFO would be. */
+		if (u->tx_count < TX_BUF)
+			u->ris |= INT_TX;
+		else
+			u->ris &= ~INT_TX;
 		break;
 	case UARTRSR:
 		break;
@@ -297,11 +364,14 @@ static void pl011_destroy(struct device *dev)
 	struct pl011 *u = container_of(dev, struct pl011, dev);
 	uint64_t one = 1;
 
+	pthread_mutex_lock(&u->lock);
+	u->closing = true;
+	pthread_cond_signal(&u->room);
+	pthread_cond_signal(&u->tx_ready);
+	pthread_mutex_unlock(&u->lock);
+	if (u->tx_started)
+		pthread_join(u->tx_thread, NULL);
 	if (u->rx_started) {
-		pthread_mutex_lock(&u->lock);
-		u->closing = true;
-		pthread_cond_signal(&u->room);
-		pthread_mutex_unlock(&u->lock);
 		if (write(u->stop_fd, &one, sizeof(one)) < 0)
 			pr_debug("pl011: cannot signal the receive thread");
 		pthread_join(u->rx_thread, NULL);
@@ -309,6 +379,7 @@ static void pl011_destroy(struct device *dev)
 	if (u->stop_fd >= 0)
 		close(u->stop_fd);
 	pthread_cond_destroy(&u->room);
+	pthread_cond_destroy(&u->tx_ready);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
 }
@@ -365,6 +436,11 @@ int pl011__new(struct vm *vm, uint64_t base, uint32_t irq, int in_fd,
 	u->ifls = 0x12;
 	pthread_mutex_init(&u->lock, NULL);
 	pthread_cond_init(&u->room, NULL);
+	pthread_cond_init(&u->tx_ready, NULL);
+	err = -pthread_create(&u->tx_thread, NULL, tx_thread, u);
+	if (err)
+		goto fail;
+	u->tx_started = true;
 	if (in_fd >= 0) {
 		u->stop_fd = eventfd(0, EFD_CLOEXEC);
 		if (u->stop_fd < 0) {
@@ -379,8 +455,7 @@ int pl011__new(struct vm *vm, uint64_t base, uint32_t irq, int in_fd,
 	*out = u;
 	return 0;
 fail:
-	pr_err("pl011: cannot start the console input thread: %s",
-	       strerror(-err));
+	pr_err("pl011: cannot start the console threads: %s", strerror(-err));
 	pl011_destroy(&u->dev);
 	return err;
 }

@@ -19,6 +19,7 @@
 #define QUEUE_SIZE 256
 
 /* Feature bits (virtio 1.2, 5.2.3). */
+#define VIRTIO_BLK_F_SIZE_MAX 1
 #define VIRTIO_BLK_F_SEG_MAX 2
 #define VIRTIO_BLK_F_RO 5
 #define VIRTIO_BLK_F_BLK_SIZE 6
@@ -265,17 +266,24 @@ static void *worker(void *arg)
 	struct epoll_event ev = { .events = EPOLLIN };
 	int notify = virtio_mmio__notify_fd(b->t, 0);
 	uint64_t v;
+	bool ok;
 
 	if (ep < 0) {
 		virtio_mmio__needs_reset(b->t);
 		return NULL;
 	}
 	ev.data.fd = notify;
-	epoll_ctl(ep, EPOLL_CTL_ADD, notify, &ev);
+	ok = !epoll_ctl(ep, EPOLL_CTL_ADD, notify, &ev);
 	ev.data.fd = blk_engine__poll_fd(b->eng);
-	epoll_ctl(ep, EPOLL_CTL_ADD, ev.data.fd, &ev);
+	ok = ok && !epoll_ctl(ep, EPOLL_CTL_ADD, ev.data.fd, &ev);
 	ev.data.fd = b->stop_fd;
-	epoll_ctl(ep, EPOLL_CTL_ADD, b->stop_fd, &ev);
+	ok = ok && !epoll_ctl(ep, EPOLL_CTL_ADD, b->stop_fd, &ev);
+	if (!ok) {
+		pr_err("virtio-blk: epoll_ctl: %s", strerror(errno));
+		virtio_mmio__needs_reset(b->t);
+		close(ep);
+		return NULL;
+	}
 	/* Buffers may have been queued before DRIVER_OK. */
 	serve_ring(b);
 	for (;;) {
@@ -285,8 +293,11 @@ static void *worker(void *arg)
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
+		if (n < 0) {
+			pr_err("virtio-blk: epoll_wait: %s", strerror(errno));
+			virtio_mmio__needs_reset(b->t);
 			break;
+		}
 		for (i = 0; i < n; i++) {
 			if (evs[i].data.fd == b->stop_fd)
 				stop = true;
@@ -378,7 +389,8 @@ static void fill_config(struct virtio_blk *b)
 	b->disk.ro = f & BLK_ENGINE_F_RO;
 	b->disk.discard = f & BLK_ENGINE_F_DISCARD;
 	b->disk.write_zeroes = f & BLK_ENGINE_F_WRITE_ZEROES;
-	b->features = (1ULL << VIRTIO_BLK_F_SEG_MAX) |
+	b->features = (1ULL << VIRTIO_BLK_F_SIZE_MAX) |
+		      (1ULL << VIRTIO_BLK_F_SEG_MAX) |
 		      (1ULL << VIRTIO_BLK_F_BLK_SIZE) |
 		      (1ULL << VIRTIO_BLK_F_FLUSH);
 	if (b->disk.ro)
@@ -390,6 +402,7 @@ static void fill_config(struct virtio_blk *b)
 
 	memset(c, 0, sizeof(*c));
 	c->capacity = htole64(b->disk.sectors);
+	c->size_max = htole32(VIRTIO_BLK_MAX_REQ_BYTES);
 	c->seg_max = htole32(VIRTIO_BLK_SEG_MAX);
 	c->blk_size = htole32(blk_engine__block_size(b->eng));
 	c->max_discard_sectors = htole32(VIRTIO_BLK_MAX_RANGE_SECTORS);
@@ -417,11 +430,10 @@ int virtio_blk__new(struct vm *vm, uint64_t base, uint32_t irq,
 		err = -errno;
 		goto fail;
 	}
+	/* The engine logs why it cannot open the file. */
 	err = blk_engine__new(drive->path, flags, QUEUE_SIZE, &b->eng);
-	if (err) {
-		pr_err("drive %s: %s", drive->path, strerror(-err));
+	if (err)
 		goto fail;
-	}
 	fill_config(b);
 	err = virtio_mmio__new(vm, base, irq, &blk_ops, b, &b->t);
 	if (err)

@@ -103,7 +103,7 @@ static int parse_rw(const struct virtq_chain *c, const struct blk_disk *disk,
 
 	if (!in && disk->ro)
 		return VIRTIO_BLK_S_IOERR;
-	if (len % VIRTIO_BLK_SECTOR ||
+	if (len % VIRTIO_BLK_SECTOR || len > VIRTIO_BLK_MAX_REQ_BYTES ||
 	    !in_range(disk, sector, len / VIRTIO_BLK_SECTOR))
 		return VIRTIO_BLK_S_IOERR;
 	if (!slice(c, in, in ? 0 : sizeof(struct virtio_blk_outhdr), len, r))

@@ -27,6 +27,13 @@
 /* Data segments per request we advertise (seg_max); header and status ride on top. */
 #define VIRTIO_BLK_SEG_MAX 126
 #define VIRTIO_BLK_CHAIN_MAX (VIRTIO_BLK_SEG_MAX + 2)
+/*
+ * The most data one IN/OUT request may carry (advertised as size_max per
+ * segment too). Linux sends at most 1.25 MiB (BLK_DEF_MAX_SECTORS); the cap
+ * bounds what a guest can make the host allocate (the engine's O_DIRECT
+ * bounce buffer is as large as the request).
+ */
+#define VIRTIO_BLK_MAX_REQ_BYTES (2U << 20)
 /* One discard or write-zeroes range per request (max_discard_seg = 1). */
 #define VIRTIO_BLK_MAX_RANGE_SECTORS 0x400000U /* 2 GiB */
 

@@ -91,7 +91,8 @@ void virtio_mmio__needs_reset(struct virtio_mmio *t)
 {
 	if (__atomic_exchange_n(&t->broken, true, __ATOMIC_SEQ_CST))
 		return;
-	pr_warn("%s: the driver sent a malformed request; the device needs a reset",
+	pr_debug(
+		"%s: the driver sent a malformed request; the device needs a reset",
 		t->ops->name);
 	raise_irq(t, VIRTIO_INT_CONFIG);
 }
@@ -136,23 +137,32 @@ static bool features_acceptable(struct virtio_mmio *t)
 	uint64_t offered = device_features(t);
 
 	if (t->drv_features & ~offered) {
-		pr_warn("%s: driver accepted features 0x%llx we never offered",
-			t->ops->name,
-			(unsigned long long)(t->drv_features & ~offered));
+		pr_debug("%s: driver accepted features 0x%llx we never offered",
+			 t->ops->name,
+			 (unsigned long long)(t->drv_features & ~offered));
 		return false;
 	}
 	/* Legacy drivers are not served: the register layout is version 2 only. */
 	return virtio_mmio__has_feature(t, VIRTIO_F_VERSION_1);
 }
 
-static void activate(struct virtio_mmio *t)
+/*
+ * Features are frozen from FEATURES_OK on, and the queues are set up after
+ * it: ring placement is then checked with the event-idx fields included.
+ */
+static void set_event_idx(struct virtio_mmio *t)
 {
-	bool event_idx = virtio_mmio__has_feature(t, VIRTIO_RING_F_EVENT_IDX);
+	bool on = virtio_mmio__has_feature(t, VIRTIO_RING_F_EVENT_IDX);
 	unsigned int i;
-	int err;
 
 	for (i = 0; i < t->ops->nr_queues; i++)
-		t->vqs[i].event_idx = event_idx;
+		t->vqs[i].event_idx = on;
+}
+
+static void activate(struct virtio_mmio *t)
+{
+	int err;
+
 	err = t->ops->activate(t->vdev);
 	if (err) {
 		pr_err("%s: cannot start the device: %s", t->ops->name,
@@ -173,8 +183,12 @@ static void write_status(struct virtio_mmio *t, uint32_t v)
 	}
 	/* The device decides FEATURES_OK: it stays clear if the set is refused. */
 	if ((v & VIRTIO_STATUS_FEATURES_OK) &&
-	    !(old & VIRTIO_STATUS_FEATURES_OK) && !features_acceptable(t))
-		v &= ~(uint32_t)VIRTIO_STATUS_FEATURES_OK;
+	    !(old & VIRTIO_STATUS_FEATURES_OK)) {
+		if (features_acceptable(t))
+			set_event_idx(t);
+		else
+			v &= ~(uint32_t)VIRTIO_STATUS_FEATURES_OK;
+	}
 	t->status = v & ~(uint32_t)VIRTIO_STATUS_NEEDS_RESET;
 	if ((v & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK) &&
 	    (v & VIRTIO_STATUS_FEATURES_OK) && !t->active)
@@ -198,11 +212,15 @@ static void write_queue_reg(struct virtio_mmio *t, uint64_t off, uint32_t v)
 {
 	struct virtq *vq = selected(t);
 
-	/* Queue registers change only while the queue is not live. */
-	if (!vq || vq->ready) {
-		if (vq && off == REG_QUEUE_READY && v == 0)
-			pr_debug("%s: queue disable without reset ignored",
-				 t->ops->name);
+	/*
+	 * Queues are set up before DRIVER_OK and stay as they are until a
+	 * reset: the device thread reads them without the lock.
+	 */
+	if (!vq || (t->status & VIRTIO_STATUS_DRIVER_OK) || t->active)
+		return;
+	if (vq->ready) {
+		if (off == REG_QUEUE_READY && v == 0)
+			vq->ready = false;
 		return;
 	}
 	switch (off) {
@@ -210,9 +228,10 @@ static void write_queue_reg(struct virtio_mmio *t, uint64_t off, uint32_t v)
 		vq->size = v;
 		break;
 	case REG_QUEUE_READY:
-		if (v == 1 && virtq__set_ready(vq) < 0) {
-			pr_warn("%s: queue %u: bad size or ring placement",
-				t->ops->name, t->queue_sel);
+		if (v == 1 && (vq->size > t->ops->queue_max ||
+			       virtq__set_ready(vq) < 0)) {
+			pr_debug("%s: queue %u: bad size or ring placement",
+				 t->ops->name, t->queue_sel);
 			__atomic_store_n(&t->broken, true, __ATOMIC_SEQ_CST);
 		}
 		break;

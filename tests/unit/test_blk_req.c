@@ -192,3 +192,23 @@ Test(blk_req, get_id_fills_at_most_twenty_bytes)
 	cr_assert_eq(r.iovcnt, 1);
 	cr_assert_eq(r.iov[0].iov_len, VIRTIO_BLK_ID_BYTES);
 }
+
+Test(blk_req, caps_the_size_of_one_request)
+{
+	struct blk_disk big = { .sectors = 1ULL << 30 };
+	struct blk_req r;
+
+	header(seg(16, false), VIRTIO_BLK_T_IN, 0);
+	/* Only the header and the status byte are touched by the parser. */
+	segs[chain.nr_segs] =
+		(struct virtq_seg){ .hva = arena + 512,
+				    .len = VIRTIO_BLK_MAX_REQ_BYTES,
+				    .write = true };
+	chain.nr_segs++;
+	chain.writable += VIRTIO_BLK_MAX_REQ_BYTES;
+	seg(1, true);
+	cr_assert_eq(blk_req__parse(&chain, &big, &r), VIRTIO_BLK_S_OK);
+	segs[1].len += 512;
+	chain.writable += 512;
+	cr_assert_eq(blk_req__parse(&chain, &big, &r), VIRTIO_BLK_S_IOERR);
+}
