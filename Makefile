@@ -109,6 +109,7 @@ $(O)/images/rootfs.ext4: $(O)/images/init images/mkrootfs
 UNIT_TESTS := $(wildcard tests/unit/test_*.c)
 UNIT_SRCS := launcher/cli.c vmm/bus.c vmm/mem.c vmm/log.c devices/pl011.c \
 	devices/blk_engine.c devices/virtio/virtq.c devices/virtio/blk_req.c \
+	devices/virtio/mmio.c \
 	vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c
 UNIT_BIN := $(HOSTO)/unit-tests
 

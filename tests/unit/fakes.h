@@ -15,6 +15,12 @@ extern unsigned int fake_irq_changes[FAKE_NR_IRQS];
 /* Last stop reason requested (VM_EXIT_NONE if none). */
 extern enum vm_exit fake_stop_reason;
 
+/* What vm__mem() hands out; tests that need guest memory set it. */
+extern struct guest_mem *fake_mem;
+/* ioeventfds and irqfds currently registered. */
+extern int fake_ioeventfds;
+extern int fake_irqfds;
+
 void fakes_reset(void);
 
 #endif
