@@ -118,8 +118,6 @@ static int add_drives(struct vm *vm, const struct vm_config *cfg)
 	unsigned int i;
 	int err;
 
-	if (cfg->nr_drives > ARCH_VIRTIO_SLOTS)
-		return -EINVAL;
 	for (i = 0; i < cfg->nr_drives; i++) {
 		struct blk_drive d = { .path = cfg->drives[i].path,
 				       .ro = cfg->drives[i].ro,
@@ -158,13 +156,16 @@ int vm__new(const struct vm_config *cfg, struct vm **out)
 	if (err)
 		return err;
 	vm = calloc(1, sizeof(*vm));
-	if (!vm)
+	if (!vm) {
+		pr_err("out of memory");
 		return -ENOMEM;
+	}
 	vm->kvm_fd = -1;
 	vm->vm_fd = -1;
 	vm->next_irq = ARCH_IRQ_FIRST;
 	err = init_sync(vm);
 	if (err) {
+		pr_err("cannot initialise the VM's lock: %s", strerror(-err));
 		free(vm);
 		return err;
 	}
@@ -180,6 +181,7 @@ int vm__new(const struct vm_config *cfg, struct vm **out)
 		goto fail;
 	vm->vcpus = calloc(cfg->nr_vcpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus) {
+		pr_err("out of memory");
 		err = -ENOMEM;
 		goto fail;
 	}

@@ -133,6 +133,22 @@ static int queue_io(struct virtio_blk *b, struct slot *s)
 	}
 }
 
+/* Scatters @len bytes of @src over @iov (which holds exactly @len bytes). */
+static void iov_fill(const struct iovec *iov, int cnt, const void *src,
+		     uint64_t len)
+{
+	const uint8_t *p = src;
+	int i;
+
+	for (i = 0; i < cnt && len; i++) {
+		uint64_t n = iov[i].iov_len < len ? iov[i].iov_len : len;
+
+		memcpy(iov[i].iov_base, p, n);
+		p += n;
+		len -= n;
+	}
+}
+
 /* Returns 1 if the request went to the engine, 0 if it completed at once. */
 static int start(struct virtio_blk *b, struct slot *s,
 		 const struct virtq_chain *c)
@@ -146,20 +162,12 @@ static int start(struct virtio_blk *b, struct slot *s,
 	if (st < 0)
 		return st;
 	if (st == VIRTIO_BLK_S_OK && s->req.type == VIRTIO_BLK_T_GET_ID) {
-		uint64_t done = 0;
-		int i;
+		char buf[VIRTIO_BLK_ID_BYTES] = { 0 };
+		size_t idlen = strlen(id);
 
-		for (i = 0; i < s->req.iovcnt; i++) {
-			uint64_t n = s->req.iov[i].iov_len;
-
-			memset(s->req.iov[i].iov_base, 0, n);
-			if (done < strlen(id))
-				memcpy(s->req.iov[i].iov_base, id + done,
-				       n < strlen(id) - done
-					       ? n
-					       : strlen(id) - done);
-			done += n;
-		}
+		/* NUL-padded to 20 bytes, not NUL-terminated at 20 (5.2.6). */
+		memcpy(buf, id, idlen < sizeof(buf) ? idlen : sizeof(buf));
+		iov_fill(s->req.iov, s->req.iovcnt, buf, s->req.len);
 		s->written += (uint32_t)s->req.len;
 	}
 	if (st != VIRTIO_BLK_S_OK || s->req.type == VIRTIO_BLK_T_GET_ID) {
@@ -423,11 +431,14 @@ int virtio_blk__new(struct vm *vm, uint64_t base, uint32_t irq,
 
 	*out = NULL;
 	b = calloc(1, sizeof(*b));
-	if (!b)
+	if (!b) {
+		pr_err("virtio-blk: out of memory");
 		return -ENOMEM;
+	}
 	b->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (b->stop_fd < 0) {
 		err = -errno;
+		pr_err("virtio-blk: eventfd: %s", strerror(-err));
 		goto fail;
 	}
 	/* The engine logs why it cannot open the file. */

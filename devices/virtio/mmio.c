@@ -435,8 +435,11 @@ static int make_fds(struct virtio_mmio *t)
 
 	for (i = 0; i < t->ops->nr_queues; i++) {
 		t->notify_fd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (t->notify_fd[i] < 0)
-			return -errno;
+		if (t->notify_fd[i] < 0) {
+			err = -errno;
+			pr_err("%s: eventfd: %s", t->ops->name, strerror(-err));
+			return err;
+		}
 		err = vm__ioeventfd(t->dev.vm, t->dev.base + REG_QUEUE_NOTIFY,
 				    4, i, t->notify_fd[i], true);
 		if (err) {
@@ -447,8 +450,11 @@ static int make_fds(struct virtio_mmio *t)
 		t->ioeventfd[i] = true;
 	}
 	t->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (t->irq_fd < 0)
-		return -errno;
+	if (t->irq_fd < 0) {
+		err = -errno;
+		pr_err("%s: eventfd: %s", t->ops->name, strerror(-err));
+		return err;
+	}
 	err = vm__irqfd(t->dev.vm, (uint32_t)t->dev.irq, t->irq_fd, true);
 	if (err) {
 		pr_err("%s: KVM_IRQFD: %s", t->ops->name, strerror(-err));
@@ -470,8 +476,10 @@ int virtio_mmio__new(struct vm *vm, uint64_t base, uint32_t irq,
 	if (!ops->nr_queues || ops->nr_queues > VIRTIO_MMIO_MAX_QUEUES)
 		return -EINVAL;
 	t = calloc(1, sizeof(*t));
-	if (!t)
+	if (!t) {
+		pr_err("%s: out of memory", ops->name);
 		return -ENOMEM;
+	}
 	t->dev.ops = &virtio_mmio_ops;
 	t->dev.vm = vm;
 	t->dev.base = base;

@@ -170,9 +170,11 @@ t_root_boot_persists() {
 	[ $rc -eq 0 ] || { bad root_boot_persists "write boot: exit status $rc"; return; }
 	has "command exited with status 0" || { bad root_boot_persists "write failed in the guest"; return; }
 	run root_read boot --drive "path=$tmp/root.ext4,root" --timeout 60 \
-		--cmdline "$QUIET -- /bin/cat /root/f"
+		--cmdline "$QUIET -- /bin/cat /root/f /sys/block/vda/serial"
 	[ $rc -eq 0 ] || { bad root_boot_persists "read boot: exit status $rc"; return; }
 	has "persisted-$$" || { bad root_boot_persists "file did not survive power-off"; return; }
+	# GET_ID: the serial is 20 hex digits derived from the file's device and inode.
+	grep -q '[0-9a-f]\{20\}' "$tmp/out" || { bad root_boot_persists "no drive serial (GET_ID)"; return; }
 	ok root_boot_persists
 }
 

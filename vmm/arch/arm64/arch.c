@@ -237,11 +237,14 @@ static int write_fdt(struct vm *vm, const struct vm_config *cfg,
 	void *dst;
 	int err;
 
+	/* boot__plan() put the DTB's 2 MiB block inside RAM. */
 	dst = mem__gpa_to_hva(&vm->mem, plan->dtb, ARM64_DTB_MAX_SIZE);
 	mpidrs = calloc(vm->nr_vcpus, sizeof(*mpidrs));
 	if (!dst || !mpidrs) {
+		pr_err("cannot build the device tree: %s",
+		       dst ? "out of memory" : "no room in guest memory");
 		free(mpidrs);
-		return -ENOMEM;
+		return dst ? -ENOMEM : -E2BIG;
 	}
 	for (i = 0; i < vm->nr_vcpus; i++)
 		mpidrs[i] = vm->vcpus[i].arch.mpidr;
