@@ -65,7 +65,7 @@ endif
 IMAGES_arm64 := $(O)/images/Image $(O)/images/initramfs.cpio $(O)/images/rootfs.ext4
 IMAGES := $(IMAGES_$(ARCH))
 
-.PHONY: all deps images boot check unit fuzz e2e format-check format clean FORCE
+.PHONY: all deps images boot check unit fuzz e2e bench-blk format-check format clean FORCE
 .DEFAULT_GOAL := all
 .SECONDEXPANSION:
 
@@ -174,6 +174,11 @@ ifeq ($(HOST_ARCH),arm64)
 else
 	tests/arm64-host/run -- sandbox boot
 endif
+
+# --- benchmarks (inside the arm64 test host; docs/benchmarks.md) ---------------
+# RUNS=N, PATTERNS="...", QUICK=1 on the make command line reach bench/blk through the environment.
+bench-blk:
+	bench/blk $(BENCH_BLK_ARGS)
 
 clean:
 	rm -rf $(BUILD)
