@@ -119,9 +119,6 @@ static int add_drives(struct vm *vm, const struct vm_config *cfg)
 	int err;
 
 	for (i = 0; i < cfg->nr_drives; i++) {
-		struct blk_drive d = { .path = cfg->drives[i].path,
-				       .ro = cfg->drives[i].ro,
-				       .direct = cfg->drives[i].direct };
 		struct device *dev;
 		uint32_t irq;
 
@@ -130,7 +127,7 @@ static int add_drives(struct vm *vm, const struct vm_config *cfg)
 			return err;
 		err = virtio_blk__new(vm,
 				      ARCH_VIRTIO_BASE + i * ARCH_VIRTIO_STRIDE,
-				      irq, &d, &dev);
+				      irq, &cfg->drives[i], &dev);
 		if (err)
 			return err;
 		err = vm__add_device(vm, dev);

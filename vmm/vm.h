@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../devices/virtio/blk.h"
 #include "arch.h"
 #include "bus.h"
 #include "device.h"
@@ -17,12 +18,6 @@
 #define VM_MAX_DEVICES 48
 #define VM_MAX_DRIVES 8
 
-struct vm_drive {
-	const char *path;
-	bool ro;
-	bool direct;
-};
-
 struct vm_config {
 	const char *kernel_path;
 	const char *initrd_path; /* NULL: no initrd */
@@ -31,7 +26,8 @@ struct vm_config {
 	unsigned int nr_vcpus;
 	int console_in; /* guest console input fd, or -1 */
 	int console_out; /* guest console output fd */
-	struct vm_drive drives[VM_MAX_DRIVES]; /* virtio-blk, in /dev/vdX order */
+	struct blk_drive
+		drives[VM_MAX_DRIVES]; /* virtio-blk, in /dev/vdX order */
 	unsigned int nr_drives;
 };
 
