@@ -32,7 +32,7 @@ WARN := -Wall -Wextra -Werror -Wmissing-prototypes
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 $(WARN) -fstack-protector-strong -D_GNU_SOURCE
 CPPFLAGS += -Ivmm/arch/$(ARCH) -MMD -MP -DSANDBOX_VERSION='"$(VERSION)"'
-LDLIBS := -lfdt -luring -lpthread
+LDLIBS := -lfdt -luring -lzstd -lxxhash -lpthread
 
 # The arm64 sandbox is static so it runs in the test host without a root filesystem.
 # Its libfdt.a comes from the arm64 package via apt-get download: libfdt-dev:arm64
@@ -51,8 +51,10 @@ SRCS := launcher/main.c launcher/cli.c \
 	vmm/vm.c vmm/vcpu.c vmm/bus.c vmm/mem.c vmm/loader.c vmm/log.c \
 	devices/pl011.c devices/pvpanic.c devices/blk_engine.c \
 	devices/virtio/virtq.c devices/virtio/mmio.c devices/virtio/blk.c \
-	devices/virtio/blk_req.c
-SRCS_arm64 := vmm/arch/arm64/arch.c vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c
+	devices/virtio/blk_req.c \
+	snapshot/snap.c snapshot/pager.c vmm/state.c vmm/vm_snapshot.c
+SRCS_arm64 := vmm/arch/arm64/arch.c vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c \
+	vmm/arch/arm64/snapshot.c
 SRCS_x86_64 := vmm/arch/x86_64/arch.c
 ALL_SRCS := $(SRCS) $(SRCS_$(ARCH))
 OBJS := $(ALL_SRCS:%.c=$(BUILD)/obj/$(ARCH)/%.o)
@@ -109,15 +111,15 @@ $(O)/images/rootfs.ext4: $(O)/images/init images/mkrootfs
 UNIT_TESTS := $(wildcard tests/unit/test_*.c)
 UNIT_SRCS := launcher/cli.c vmm/bus.c vmm/mem.c vmm/log.c devices/pl011.c \
 	devices/blk_engine.c devices/virtio/virtq.c devices/virtio/blk_req.c \
-	devices/virtio/mmio.c \
+	devices/virtio/mmio.c snapshot/snap.c snapshot/pager.c vmm/state.c \
 	vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c
 UNIT_BIN := $(HOSTO)/unit-tests
 
-$(UNIT_BIN): $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h launcher/*.h vmm/arch/arm64/*.h tests/unit/*.h)
+$(UNIT_BIN): $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h launcher/*.h snapshot/*.h vmm/arch/arm64/*.h tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(HOSTCC) -std=gnu11 -O1 -g $(WARN) -Wno-missing-prototypes -D_GNU_SOURCE \
-		-fsanitize=address,undefined -fno-omit-frame-pointer \
-		-o $@ $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) -lcriterion -lfdt -luring -lpthread
+		-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+		-o $@ $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) -lcriterion -lfdt -luring -lzstd -lxxhash -lpthread
 
 unit: $(UNIT_BIN)
 	$(UNIT_BIN)
@@ -126,15 +128,17 @@ unit: $(UNIT_BIN)
 # runs each briefly, `make fuzz FUZZ_TIME=600` runs longer. New inputs go to build/.
 FUZZCC := clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS := virtq blk_req
-FUZZ_SRCS_virtq := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c vmm/mem.c vmm/log.c
+FUZZ_TARGETS := virtq blk_req snap
+FUZZ_SRCS_virtq := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c vmm/mem.c vmm/log.c vmm/state.c
 FUZZ_SRCS_blk_req := tests/fuzz/fuzz_blk_req.c devices/virtio/blk_req.c
+FUZZ_SRCS_snap := tests/fuzz/fuzz_snap.c snapshot/snap.c vmm/log.c
+FUZZ_LIBS_snap := -lzstd -lxxhash
 
-$(HOSTO)/fuzz-%: $$(FUZZ_SRCS_%) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h)
+$(HOSTO)/fuzz-%: $$(FUZZ_SRCS_%) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h snapshot/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZCC) -std=gnu11 -O1 -g $(WARN) -D_GNU_SOURCE \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		-fno-omit-frame-pointer -o $@ $(FUZZ_SRCS_$*)
+		-fno-omit-frame-pointer -o $@ $(FUZZ_SRCS_$*) $(FUZZ_LIBS_$*)
 
 fuzz: $(FUZZ_TARGETS:%=$(HOSTO)/fuzz-%)
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../vmm/log.h"
+#include "../vmm/state.h"
 #include "pl011.h"
 
 /* Register offsets (PL011 TRM, DDI 0183). */
@@ -398,6 +399,67 @@ static int pl011_fdt_props(struct device *dev, void *fdt,
 	return 0;
 }
 
+/*
+ * Registers and the receive FIFO. Bytes still waiting for the host console
+ * are not state: the writer thread delivers them from this process.
+ */
+static int pl011_save(struct device *dev, struct state_buf *b)
+{
+	struct pl011 *u = container_of(dev, struct pl011, dev);
+	unsigned int i;
+
+	pthread_mutex_lock(&u->lock);
+	state__put_u32(b, u->ris);
+	state__put_u32(b, u->imsc);
+	state__put_u32(b, u->lcr_h);
+	state__put_u32(b, u->cr);
+	state__put_u32(b, u->ibrd);
+	state__put_u32(b, u->fbrd);
+	state__put_u32(b, u->ifls);
+	state__put_u32(b, u->ilpr);
+	state__put_u32(b, u->dmacr);
+	state__put_u8(b, u->line);
+	state__put_u32(b, u->count);
+	for (i = 0; i < u->count; i++)
+		state__put_u8(b, u->fifo[(u->head + i) % FIFO_DEPTH]);
+	pthread_mutex_unlock(&u->lock);
+	return state__err(b);
+}
+
+static int pl011_restore(struct device *dev, struct state_reader *r)
+{
+	struct pl011 *u = container_of(dev, struct pl011, dev);
+	unsigned int i, count;
+	bool line;
+
+	pthread_mutex_lock(&u->lock);
+	u->ris = state__get_u32(r) & INT_ALL;
+	u->imsc = state__get_u32(r) & INT_ALL;
+	u->lcr_h = state__get_u32(r) & 0xff;
+	u->cr = state__get_u32(r) & 0xffff;
+	u->ibrd = state__get_u32(r) & 0xffff;
+	u->fbrd = state__get_u32(r) & 0x3f;
+	u->ifls = state__get_u32(r) & 0x3f;
+	u->ilpr = state__get_u32(r) & 0xff;
+	u->dmacr = state__get_u32(r) & 0x7;
+	line = state__get_u8(r);
+	count = state__get_u32(r);
+	u->head = 0;
+	u->count = 0;
+	for (i = 0; i < count && i < FIFO_DEPTH && !state__rerr(r); i++)
+		u->fifo[u->count++] = state__get_u8(r);
+	if (state__rerr(r) || count > FIFO_DEPTH) {
+		pthread_mutex_unlock(&u->lock);
+		pr_err("pl011: malformed state record");
+		return -EBADMSG;
+	}
+	/* The interrupt controller's saved line level matches; only our shadow is set. */
+	u->line = line;
+	update_irq(u);
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}
+
 static const struct device_ops pl011_ops = {
 	.name = "pl011",
 	.mmio_read = pl011_mmio_read,
@@ -406,6 +468,8 @@ static const struct device_ops pl011_ops = {
 	.fdt_compatible_len = sizeof("arm,pl011\0arm,primecell"),
 	.fdt_props = pl011_fdt_props,
 	.destroy = pl011_destroy,
+	.save = pl011_save,
+	.restore = pl011_restore,
 };
 
 struct device *pl011__device(struct pl011 *uart)

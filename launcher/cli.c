@@ -13,6 +13,12 @@ const char cli__usage[] =
 	"\n"
 	"commands:\n"
 	"  boot      boot a Linux guest on the serial console until it powers off\n"
+	"  snapshot create -o FILE [options] [boot options]\n"
+	"            boot a guest, wait for its ready line, save it to FILE\n"
+	"  snapshot inspect FILE\n"
+	"            print a snapshot's header, sections and memory; verify it\n"
+	"  restore FILE [options]\n"
+	"            run a new VM from a snapshot until it powers off\n"
 	"  help      show this text\n"
 	"  version   show the version\n"
 	"\n"
@@ -28,7 +34,21 @@ const char cli__usage[] =
 	"  --drive path=FILE[,ro][,root][,direct=on]\n"
 	"                   a virtio-blk disk backed by FILE (repeatable, up to 8;\n"
 	"                   /dev/vda, /dev/vdb, ... in order); root boots from it\n"
-	"                   (root=/dev/vdX, and no default initramfs)\n";
+	"                   (root=/dev/vdX, and no default initramfs)\n"
+	"\n"
+	"snapshot create options:\n"
+	"  -o, --output FILE  where to write the snapshot (atomically)\n"
+	"  --level N          zstd level for guest memory, 1 to 19 (default: 3)\n"
+	"  --raw              store memory uncompressed (needed by --mem-mode file)\n"
+	"  --ready-line STR   the console line that marks the ready point\n"
+	"                     (default: \"" CLI_DEFAULT_READY_LINE "\")\n"
+	"  --continue         resume the guest after the snapshot, until it ends\n"
+	"\n"
+	"restore options:\n"
+	"  --mem-mode MODE    uffd: memory paged in on demand (default);\n"
+	"                     eager: all memory read before the guest runs;\n"
+	"                     file: a --raw snapshot's memory mapped privately\n"
+	"  --timeout SEC      stop the guest after SEC seconds (default: none)\n";
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __printf(3, 4);
 
@@ -158,8 +178,52 @@ static int parse_drive(const char *v, struct boot_opts *b, char *err,
 	return 0;
 }
 
+/*
+ * snapshot create's own flags. Returns 1 if @argv[*i] was one (consumed),
+ * 0 if not, or -EINVAL.
+ */
+static int snapshot_flag(int argc, char *const argv[], int *i,
+			 struct snapshot_opts *o, char *err, size_t errlen)
+{
+	const char *arg = argv[*i], *v;
+
+	if (!strcmp(arg, "--raw")) {
+		o->raw = true;
+		return 1;
+	}
+	if (!strcmp(arg, "--continue")) {
+		o->resume = true;
+		return 1;
+	}
+	if (!strcmp(arg, "-o") || is_flag(arg, "--output")) {
+		v = arg[1] == 'o' ? (*i + 1 < argc ? argv[++*i] : NULL)
+				  : take_value(argc, argv, i, "--output");
+		if (!v || !*v)
+			return fail(err, errlen, "%s needs a file name", arg);
+		o->output = v;
+		return 1;
+	}
+	if (is_flag(arg, "--level")) {
+		v = take_value(argc, argv, i, "--level");
+		if (!v)
+			return fail(err, errlen, "--level needs a value");
+		return number_flag("--level", v, 1, CLI_MAX_LEVEL, &o->level,
+				   err, errlen)
+			       ?: 1;
+	}
+	if (is_flag(arg, "--ready-line")) {
+		v = take_value(argc, argv, i, "--ready-line");
+		if (!v || !*v || strchr(v, '\n'))
+			return fail(err, errlen,
+				    "--ready-line needs one non-empty line");
+		o->ready_line = v;
+		return 1;
+	}
+	return 0;
+}
+
 static int parse_boot(int argc, char *const argv[], int i, struct boot_opts *b,
-		      char *err, size_t errlen)
+		      struct snapshot_opts *snap, char *err, size_t errlen)
 {
 	static const char *const valued[] = { "--kernel",  "--initrd",
 					      "--cmdline", "--mem",
@@ -176,12 +240,19 @@ static int parse_boot(int argc, char *const argv[], int i, struct boot_opts *b,
 			b->no_initrd = true;
 			continue;
 		}
+		if (snap) {
+			r = snapshot_flag(argc, argv, &i, snap, err, errlen);
+			if (r < 0)
+				return r;
+			if (r)
+				continue;
+		}
 		for (k = 0; k < ARRAY_SIZE(valued); k++)
 			if (is_flag(arg, valued[k]))
 				flag = valued[k];
 		if (!flag)
-			return fail(err, errlen, "boot: unknown option '%s'",
-				    arg);
+			return fail(err, errlen, "%s: unknown option '%s'",
+				    snap ? "snapshot create" : "boot", arg);
 		v = take_value(argc, argv, &i, flag);
 		if (!v)
 			return fail(err, errlen, "%s needs a value", flag);
@@ -225,7 +296,89 @@ static int parse_boot(int argc, char *const argv[], int i, struct boot_opts *b,
 	if (b->no_initrd && b->initrd)
 		return fail(err, errlen,
 			    "--initrd and --no-initrd exclude each other");
+	if (snap && !snap->output)
+		return fail(err, errlen,
+			    "snapshot create needs -o FILE for the snapshot");
+	if (snap && snap->raw && snap->level)
+		return fail(err, errlen,
+			    "--level and --raw exclude each other");
 	return 0;
+}
+
+static int parse_restore(int argc, char *const argv[], int i,
+			 struct restore_opts *o, char *err, size_t errlen)
+{
+	const char *v;
+
+	for (; i < argc; i++) {
+		const char *arg = argv[i];
+
+		if (is_flag(arg, "--mem-mode")) {
+			v = take_value(argc, argv, &i, "--mem-mode");
+			if (!v)
+				return fail(err, errlen,
+					    "--mem-mode needs a value");
+			if (!strcmp(v, "uffd"))
+				o->mem_mode = CLI_MEM_UFFD;
+			else if (!strcmp(v, "eager"))
+				o->mem_mode = CLI_MEM_EAGER;
+			else if (!strcmp(v, "file"))
+				o->mem_mode = CLI_MEM_FILE;
+			else
+				return fail(
+					err, errlen,
+					"--mem-mode %s: not uffd, eager or file",
+					v);
+		} else if (is_flag(arg, "--timeout")) {
+			v = take_value(argc, argv, &i, "--timeout");
+			if (!v)
+				return fail(err, errlen,
+					    "--timeout needs a value");
+			if (number_flag("--timeout", v, 0, CLI_MAX_TIMEOUT_S,
+					&o->timeout_s, err, errlen))
+				return -EINVAL;
+		} else if (arg[0] == '-' && arg[1]) {
+			return fail(err, errlen, "restore: unknown option '%s'",
+				    arg);
+		} else if (o->snapshot) {
+			return fail(err, errlen,
+				    "restore takes one snapshot file");
+		} else {
+			o->snapshot = arg;
+		}
+	}
+	if (!o->snapshot || !*o->snapshot)
+		return fail(err, errlen, "restore needs a snapshot file");
+	return 0;
+}
+
+static int parse_snapshot(int argc, char *const argv[], struct cli *out,
+			  char *err, size_t errlen)
+{
+	int r;
+
+	if (argc < 3)
+		return fail(err, errlen,
+			    "snapshot needs a sub-command: create or inspect");
+	if (!strcmp(argv[2], "create")) {
+		out->cmd = CLI_SNAPSHOT_CREATE;
+		r = parse_boot(argc, argv, 3, &out->boot, &out->snap, err,
+			       errlen);
+		if (!r && !out->snap.level)
+			out->snap.level = out->snap.raw ? 0 : CLI_DEFAULT_LEVEL;
+		if (!r && !out->snap.ready_line)
+			out->snap.ready_line = CLI_DEFAULT_READY_LINE;
+		return r;
+	}
+	if (!strcmp(argv[2], "inspect")) {
+		out->cmd = CLI_SNAPSHOT_INSPECT;
+		if (argc != 4 || !argv[3][0] || argv[3][0] == '-')
+			return fail(err, errlen,
+				    "snapshot inspect takes one snapshot file");
+		out->snap.output = argv[3];
+		return 0;
+	}
+	return fail(err, errlen, "unknown snapshot sub-command '%s'", argv[2]);
 }
 
 int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
@@ -256,7 +409,13 @@ int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
 	}
 	if (!strcmp(cmd, "boot")) {
 		out->cmd = CLI_BOOT;
-		return parse_boot(argc, argv, 2, &out->boot, err, errlen);
+		return parse_boot(argc, argv, 2, &out->boot, NULL, err, errlen);
+	}
+	if (!strcmp(cmd, "snapshot"))
+		return parse_snapshot(argc, argv, out, err, errlen);
+	if (!strcmp(cmd, "restore")) {
+		out->cmd = CLI_RESTORE;
+		return parse_restore(argc, argv, 2, &out->restore, err, errlen);
 	}
 	return fail(err, errlen, "unknown command '%s'", cmd);
 }

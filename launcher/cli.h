@@ -24,13 +24,35 @@ enum {
 	EXIT_GUEST_PANIC = 103,
 	/* The guest ran past --timeout and was stopped. */
 	EXIT_TIMEOUT = 104,
+	/* The snapshot is corrupt: bad magic, a checksum mismatch, an inconsistent table. */
+	EXIT_SNAP_CORRUPT = 105,
+	/* The snapshot file is truncated. */
+	EXIT_SNAP_TRUNCATED = 106,
+	/* The snapshot is for another format version, arch or page size. */
+	EXIT_SNAP_INCOMPATIBLE = 107,
+	/* snapshot create: the guest powered off or stopped before its ready line. */
+	EXIT_NOT_READY = 108,
 };
 
 enum cli_cmd {
 	CLI_HELP,
 	CLI_VERSION,
 	CLI_BOOT,
+	CLI_SNAPSHOT_CREATE,
+	CLI_SNAPSHOT_INSPECT,
+	CLI_RESTORE,
 };
+
+/* How a restored VM gets its memory (--mem-mode). */
+enum cli_mem_mode {
+	CLI_MEM_UFFD,
+	CLI_MEM_EAGER,
+	CLI_MEM_FILE,
+};
+
+#define CLI_DEFAULT_READY_LINE "sandbox: ready"
+#define CLI_DEFAULT_LEVEL 3
+#define CLI_MAX_LEVEL 19
 
 #define CLI_DEFAULT_MEM_MIB 128
 #define CLI_MIN_MEM_MIB 16
@@ -63,9 +85,28 @@ struct boot_opts {
 	int root_drive; /* index into drives, or -1 */
 };
 
+/* sandbox snapshot create -o FILE [--level N | --raw] [--ready-line STR] [boot options] */
+struct snapshot_opts {
+	const char *output;
+	unsigned int level; /* zstd level, 1..CLI_MAX_LEVEL */
+	bool raw; /* uncompressed memory, for --mem-mode file */
+	const char *ready_line; /* console line that marks the ready point */
+	bool resume; /* --continue: the VM runs on after the snapshot */
+};
+
+/* sandbox restore FILE [--mem-mode MODE] [--timeout SEC] */
+struct restore_opts {
+	const char *snapshot;
+	enum cli_mem_mode mem_mode;
+	unsigned int timeout_s; /* 0: none */
+};
+
 struct cli {
 	enum cli_cmd cmd;
-	struct boot_opts boot;
+	struct boot_opts boot; /* boot, snapshot create */
+	struct snapshot_opts
+		snap; /* snapshot create; .output is inspect's FILE */
+	struct restore_opts restore;
 };
 
 /*
@@ -74,7 +115,9 @@ struct cli {
  * bytes), for unknown commands or flags, missing or malformed values, and
  * numbers out of range (--mem multiple of 2 MiB from CLI_MIN_MEM_MIB,
  * --vcpus 1..CLI_MAX_VCPUS, --timeout up to a week), and malformed drives
- * (no path, unknown option, more than CLI_MAX_DRIVES, two root drives).
+ * (no path, unknown option, more than CLI_MAX_DRIVES, two root drives);
+ * snapshot create without -o, --level outside 1..19 or with --raw;
+ * restore or inspect without exactly one FILE, an unknown --mem-mode.
  */
 int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
 	       size_t errlen) __must_check;

@@ -11,6 +11,8 @@
 
 struct vm;
 struct device;
+struct state_buf;
+struct state_reader;
 
 /* Why a VM stopped running; the launcher maps each to its own exit status. */
 enum vm_exit {
@@ -20,6 +22,8 @@ enum vm_exit {
 	VM_EXIT_PANIC, /* the guest kernel reported a panic (pvpanic) */
 	VM_EXIT_TIMEOUT, /* the run exceeded its time limit */
 	VM_EXIT_ERROR, /* the VMM or KVM failed; details were logged */
+	VM_EXIT_PAUSED, /* vm__request_pause() was honoured: vCPUs and devices parked */
+	VM_EXIT_CORRUPT, /* the snapshot it was restored from proved corrupt */
 };
 
 /*
@@ -48,6 +52,21 @@ struct device_ops {
 	int (*fdt_props)(struct device *dev, void *fdt, uint32_t clock_phandle);
 	/* Frees the device; called once, in reverse order of creation. */
 	void (*destroy)(struct device *dev);
+	/*
+	 * Snapshots (all optional: NULL means the device has neither threads
+	 * nor state beyond its construction arguments). pause() returns when
+	 * no thread of the device touches guest memory or device state any
+	 * more and nothing is in flight; resume() undoes it. Both are called
+	 * with every vCPU parked. save() appends the device's guest-visible
+	 * state to @b while paused; restore() reads it back into a device
+	 * freshly created with the same configuration, before any vCPU runs,
+	 * and may start the device's threads. 0 or -errno after logging
+	 * (restore: -EBADMSG for a record that does not fit the device).
+	 */
+	int (*pause)(struct device *dev);
+	void (*resume)(struct device *dev);
+	int (*save)(struct device *dev, struct state_buf *b);
+	int (*restore)(struct device *dev, struct state_reader *r);
 };
 
 /* Embedded in each concrete device; the VM keeps them in creation order. */

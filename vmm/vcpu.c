@@ -108,12 +108,37 @@ static int handle_exit(struct vcpu *vcpu)
 	}
 }
 
+/*
+ * Waits while the VM is paused. The kick that brought us here left
+ * immediate_exit set; it is cleared only after the wait, and the caller
+ * checks stopping and paused again before the next KVM_RUN, so a later
+ * pause or stop is never missed.
+ */
+static void park(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+
+	pthread_mutex_lock(&vm->lock);
+	vm->nr_parked++;
+	pthread_cond_broadcast(&vm->parked);
+	while (__atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE) &&
+	       !__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE))
+		pthread_cond_wait(&vm->resumed, &vm->lock);
+	vm->nr_parked--;
+	pthread_mutex_unlock(&vm->lock);
+	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_RELEASE);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
 	struct vm *vm = vcpu->vm;
 
 	while (!__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE)) {
+		if (__atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE)) {
+			park(vcpu);
+			continue;
+		}
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -127,6 +152,10 @@ static void *vcpu_thread(void *arg)
 			break;
 		}
 	}
+	pthread_mutex_lock(&vm->lock);
+	vm->nr_live--;
+	pthread_cond_broadcast(&vm->parked);
+	pthread_mutex_unlock(&vm->lock);
 	return NULL;
 }
 
@@ -142,9 +171,15 @@ int vcpu__start(struct vcpu *vcpu)
 	sigfillset(&all);
 	sigdelset(&all, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_mutex_lock(&vcpu->vm->lock);
+	vcpu->vm->nr_live++;
+	pthread_mutex_unlock(&vcpu->vm->lock);
 	err = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
+		pthread_mutex_lock(&vcpu->vm->lock);
+		vcpu->vm->nr_live--;
+		pthread_mutex_unlock(&vcpu->vm->lock);
 		pr_err("vCPU %u: cannot start thread: %s", vcpu->id,
 		       strerror(err));
 		return -err;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../devices/virtio/blk.h"
+#include "../snapshot/pager.h"
 #include "log.h"
 #include "vcpu.h"
 #include "vm.h"
@@ -46,14 +47,34 @@ static int open_kvm(struct vm *vm)
 	return 0;
 }
 
-static int setup_memory(struct vm *vm, uint64_t size)
+static void pager_failed(void *arg, int err)
 {
+	(void)err;
+	vm__request_stop(arg, VM_EXIT_CORRUPT);
+}
+
+/* Guest RAM; for a restore, filled by the pager before KVM sees it. */
+static int setup_memory(struct vm *vm, uint64_t size, struct snap *from,
+			enum vm_mem_mode mode)
+{
+	static const enum pager_mode modes[] = {
+		[VM_MEM_UFFD] = PAGER_UFFD,
+		[VM_MEM_EAGER] = PAGER_EAGER,
+		[VM_MEM_FILE] = PAGER_FILE,
+	};
 	struct kvm_userspace_memory_region region;
 	int err;
 
 	err = mem__init(&vm->mem, ARCH_RAM_BASE, size);
 	if (err)
 		return err;
+	if (from) {
+		err = pager__start(from, modes[mode], vm->mem.ram.hva,
+				   vm->mem.ram.size, pager_failed, vm,
+				   &vm->pager);
+		if (err)
+			return err;
+	}
 	memset(&region, 0, sizeof(region));
 	region.slot = 0;
 	region.guest_phys_addr = vm->mem.ram.gpa;
@@ -105,20 +126,50 @@ static int init_sync(struct vm *vm)
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	err = pthread_cond_init(&vm->stopped, &attr);
 	pthread_condattr_destroy(&attr);
-	if (err) {
-		pthread_mutex_destroy(&vm->lock);
-		return -err;
+	if (err)
+		goto fail_stopped;
+	err = pthread_cond_init(&vm->parked, NULL);
+	if (err)
+		goto fail_parked;
+	err = pthread_cond_init(&vm->resumed, NULL);
+	if (err)
+		goto fail_resumed;
+	return 0;
+fail_resumed:
+	pthread_cond_destroy(&vm->parked);
+fail_parked:
+	pthread_cond_destroy(&vm->stopped);
+fail_stopped:
+	pthread_mutex_destroy(&vm->lock);
+	return -err;
+}
+
+/* The VM keeps what it was built from, so that a snapshot can record it. */
+static int copy_config(struct vm *vm, const struct vm_config *cfg)
+{
+	unsigned int i;
+
+	vm->cmdline = strdup(cfg->cmdline);
+	if (!vm->cmdline)
+		return -ENOMEM;
+	for (i = 0; i < cfg->nr_drives; i++) {
+		vm->drive_paths[i] = strdup(cfg->drives[i].path);
+		if (!vm->drive_paths[i])
+			return -ENOMEM;
+		vm->drives[i] = cfg->drives[i];
+		vm->drives[i].path = vm->drive_paths[i];
+		vm->nr_drives = i + 1;
 	}
 	return 0;
 }
 
 /* virtio-blk drives, one virtio-mmio slot each, in command-line order. */
-static int add_drives(struct vm *vm, const struct vm_config *cfg)
+static int add_drives(struct vm *vm)
 {
 	unsigned int i;
 	int err;
 
-	for (i = 0; i < cfg->nr_drives; i++) {
+	for (i = 0; i < vm->nr_drives; i++) {
 		struct device *dev;
 		uint32_t irq;
 
@@ -127,7 +178,7 @@ static int add_drives(struct vm *vm, const struct vm_config *cfg)
 			return err;
 		err = virtio_blk__new(vm,
 				      ARCH_VIRTIO_BASE + i * ARCH_VIRTIO_STRIDE,
-				      irq, &cfg->drives[i], &dev);
+				      irq, &vm->drives[i], &dev);
 		if (err)
 			return err;
 		err = vm__add_device(vm, dev);
@@ -139,7 +190,13 @@ static int add_drives(struct vm *vm, const struct vm_config *cfg)
 	return 0;
 }
 
-int vm__new(const struct vm_config *cfg, struct vm **out)
+/*
+ * Builds a VM in the order KVM requires: memory, irqchip, vCPUs, devices
+ * (the irqchip initialised before irqfds), then either the boot images or,
+ * for a restore (@from), nothing: vm__restore() sets the saved state.
+ */
+static int build(const struct vm_config *cfg, struct snap *from,
+		 enum vm_mem_mode mode, struct vm **out)
 {
 	struct vm *vm;
 	unsigned int i;
@@ -166,10 +223,15 @@ int vm__new(const struct vm_config *cfg, struct vm **out)
 		free(vm);
 		return err;
 	}
+	err = copy_config(vm, cfg);
+	if (err) {
+		pr_err("out of memory");
+		goto fail;
+	}
 	err = open_kvm(vm);
 	if (err)
 		goto fail;
-	err = setup_memory(vm, cfg->mem_size);
+	err = setup_memory(vm, cfg->mem_size, from, mode);
 	if (err)
 		goto fail;
 	vm->arch_inited = true;
@@ -192,17 +254,30 @@ int vm__new(const struct vm_config *cfg, struct vm **out)
 	err = vm__arch_add_devices(vm, cfg);
 	if (err)
 		goto fail;
-	err = add_drives(vm, cfg);
+	err = add_drives(vm);
 	if (err)
 		goto fail;
-	err = vm__arch_load(vm, cfg);
-	if (err)
-		goto fail;
+	if (!from) {
+		err = vm__arch_load(vm, cfg);
+		if (err)
+			goto fail;
+	}
 	*out = vm;
 	return 0;
 fail:
 	vm__free(vm);
 	return err;
+}
+
+int vm__new(const struct vm_config *cfg, struct vm **out)
+{
+	return build(cfg, NULL, VM_MEM_UFFD, out);
+}
+
+int vm__build_restored(const struct vm_config *cfg, struct snap *from,
+		       enum vm_mem_mode mode, struct vm **out)
+{
+	return build(cfg, from, mode, out);
 }
 
 void vm__request_stop(struct vm *vm, enum vm_exit why)
@@ -215,11 +290,81 @@ void vm__request_stop(struct vm *vm, enum vm_exit why)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+void vm__request_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->exit == VM_EXIT_NONE) {
+		vm->pause_requested = true;
+		pthread_cond_broadcast(&vm->stopped);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* Devices first resumed last: undo a partial pause. */
+static void resume_devices(struct vm *vm, unsigned int n)
+{
+	while (n-- > 0)
+		if (vm->devs[n]->ops->resume)
+			vm->devs[n]->ops->resume(vm->devs[n]);
+}
+
+static void unpark(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	__atomic_store_n(&vm->paused, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->resumed);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* Every vCPU out of KVM_RUN and parked, then every device quiet. */
+static int pause_vm(struct vm *vm)
+{
+	unsigned int i;
+	int err;
+
+	pthread_mutex_lock(&vm->lock);
+	__atomic_store_n(&vm->paused, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->lock);
+	for (i = 0; i < vm->nr_vcpus; i++)
+		vcpu__kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->nr_parked < vm->nr_live)
+		pthread_cond_wait(&vm->parked, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	for (i = 0; i < vm->nr_devs; i++) {
+		struct device *dev = vm->devs[i];
+
+		if (!dev->ops->pause)
+			continue;
+		err = dev->ops->pause(dev);
+		if (err) {
+			pr_err("%s: cannot pause: %s", dev->ops->name,
+			       strerror(-err));
+			resume_devices(vm, i);
+			unpark(vm);
+			return err;
+		}
+	}
+	return 0;
+}
+
+int vm__resume(struct vm *vm)
+{
+	if (!__atomic_load_n(&vm->paused, __ATOMIC_ACQUIRE))
+		return -EINVAL;
+	resume_devices(vm, vm->nr_devs);
+	unpark(vm);
+	return 0;
+}
+
 static void stop_vcpus(struct vm *vm)
 {
 	unsigned int i;
 
+	pthread_mutex_lock(&vm->lock);
 	__atomic_store_n(&vm->stopping, true, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->resumed);
+	pthread_mutex_unlock(&vm->lock);
 	for (i = 0; i < vm->nr_vcpus; i++)
 		vcpu__kick(&vm->vcpus[i]);
 	for (i = 0; i < vm->nr_vcpus; i++)
@@ -245,15 +390,16 @@ int vm__run(struct vm *vm, unsigned int timeout_ms, enum vm_exit *why)
 
 	if (timeout_ms)
 		deadline_after(&deadline, timeout_ms);
-	for (i = 0; i < vm->nr_vcpus; i++) {
+	for (i = 0; !vm->started && i < vm->nr_vcpus; i++) {
 		err = vcpu__start(&vm->vcpus[i]);
 		if (err) {
 			vm__request_stop(vm, VM_EXIT_ERROR);
 			break;
 		}
 	}
+	vm->started = true;
 	pthread_mutex_lock(&vm->lock);
-	while (vm->exit == VM_EXIT_NONE) {
+	while (vm->exit == VM_EXIT_NONE && !vm->pause_requested) {
 		if (!timeout_ms) {
 			pthread_cond_wait(&vm->stopped, &vm->lock);
 		} else if (pthread_cond_timedwait(&vm->stopped, &vm->lock,
@@ -261,6 +407,17 @@ int vm__run(struct vm *vm, unsigned int timeout_ms, enum vm_exit *why)
 			if (vm->exit == VM_EXIT_NONE)
 				vm->exit = VM_EXIT_TIMEOUT;
 		}
+	}
+	if (vm->exit == VM_EXIT_NONE) {
+		vm->pause_requested = false;
+		pthread_mutex_unlock(&vm->lock);
+		err = pause_vm(vm);
+		if (!err) {
+			*why = VM_EXIT_PAUSED;
+			return 0;
+		}
+		vm__request_stop(vm, VM_EXIT_ERROR);
+		pthread_mutex_lock(&vm->lock);
 	}
 	*why = vm->exit;
 	pthread_mutex_unlock(&vm->lock);
@@ -351,6 +508,8 @@ void vm__free(struct vm *vm)
 	for (i = vm->nr_devs; i-- > 0;)
 		vm->devs[i]->ops->destroy(vm->devs[i]);
 	bus__exit(&vm->mmio);
+	/* No device thread is left to fault on guest memory. */
+	pager__free(vm->pager);
 	for (i = vm->nr_vcpus; i-- > 0;)
 		vcpu__exit(&vm->vcpus[i]);
 	free(vm->vcpus);
@@ -361,6 +520,11 @@ void vm__free(struct vm *vm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	mem__exit(&vm->mem);
+	for (i = 0; i < vm->nr_drives; i++)
+		free(vm->drive_paths[i]);
+	free(vm->cmdline);
+	pthread_cond_destroy(&vm->resumed);
+	pthread_cond_destroy(&vm->parked);
 	pthread_cond_destroy(&vm->stopped);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm);

@@ -13,6 +13,7 @@
 #include "bus.h"
 #include "device.h"
 #include "mem.h"
+#include "state.h"
 #include "util.h"
 
 #define VM_MAX_DEVICES 48
@@ -30,6 +31,16 @@ struct vm_config {
 		drives[VM_MAX_DRIVES]; /* virtio-blk, in /dev/vdX order */
 	unsigned int nr_drives;
 };
+
+/* Restore from a snapshot (vm__restore()): how guest memory is provided. */
+enum vm_mem_mode {
+	VM_MEM_UFFD, /* on demand, through userfaultfd */
+	VM_MEM_EAGER, /* all decoded before the vCPUs start */
+	VM_MEM_FILE, /* a raw snapshot's memory mapped MAP_PRIVATE */
+};
+
+struct snap;
+struct pager;
 
 struct vcpu {
 	struct vm *vm;
@@ -53,10 +64,24 @@ struct vm {
 	unsigned int nr_vcpus;
 	uint32_t next_irq;
 
-	pthread_mutex_t lock; /* guards exit and wakes the waiter in vm__run() */
+	pthread_mutex_t lock; /* guards exit, the pause fields; wakes vm__run() */
 	pthread_cond_t stopped;
 	enum vm_exit exit;
 	bool stopping; /* read by vCPU threads without the lock (atomic) */
+	bool started; /* the vCPU threads were started */
+	bool pause_requested; /* vm__request_pause(): vm__run() pauses */
+	bool paused; /* vCPUs must park (atomic for them; set under lock) */
+	unsigned int nr_parked; /* vCPU threads waiting in their park */
+	unsigned int nr_live; /* vCPU threads not yet returned */
+	pthread_cond_t parked; /* a vCPU parked or ended */
+	pthread_cond_t resumed; /* paused went false, or stopping */
+
+	/* What the VM was built from, kept for snapshots (owned copies). */
+	char *cmdline;
+	char *drive_paths[VM_MAX_DRIVES];
+	struct blk_drive drives[VM_MAX_DRIVES];
+	unsigned int nr_drives;
+	struct pager *pager; /* restored VMs: provides guest memory */
 
 	bool arch_inited; /* vm__arch_init() was called: vm__arch_exit() owes an unwind */
 	struct vm_arch arch;
@@ -80,6 +105,58 @@ int vm__new(const struct vm_config *cfg, struct vm **out) __must_check;
  */
 int vm__run(struct vm *vm, unsigned int timeout_ms,
 	    enum vm_exit *why) __must_check;
+
+/*
+ * Asks a running VM to pause: vm__run() then parks every vCPU outside
+ * KVM_RUN, pauses every device (in-flight requests finished) and returns
+ * VM_EXIT_PAUSED. Callable from any thread; ignored once the VM stopped.
+ */
+void vm__request_pause(struct vm *vm);
+
+/*
+ * Resumes a VM paused by vm__run(): devices restart, vCPUs leave their park.
+ * Call vm__run() again to wait for the VM. 0 or -errno.
+ */
+int vm__resume(struct vm *vm) __must_check;
+
+struct snap_write_opts;
+struct snap_mem_stats;
+
+/*
+ * Writes a snapshot of @vm, which must be paused (or never started), to
+ * @path: configuration, every vCPU's registers, the irqchip, each device's
+ * state and guest memory. Returns 0 (and memory statistics in *@stats when
+ * non-NULL) or -errno after logging.
+ */
+int vm__save(struct vm *vm, const char *path,
+	     const struct snap_write_opts *opts,
+	     struct snap_mem_stats *stats) __must_check;
+
+/* What a restored VM is connected to; everything else comes from the snapshot. */
+struct vm_restore_opts {
+	enum vm_mem_mode mem_mode;
+	int console_in; /* -1: none */
+	int console_out;
+};
+
+/*
+ * Creates a VM from snapshot @s (opened by snap__open(); it must stay open
+ * until vm__free()): KVM VM, guest memory provided by @o->mem_mode, vCPUs,
+ * irqchip and devices rebuilt as recorded and set to their saved state.
+ * Ready for vm__run(). Returns 0 and the VM in *@out, or -errno after
+ * logging: -EBADMSG for state that does not fit (a corrupt or foreign
+ * snapshot), -EINVAL for a mode the snapshot cannot serve, the errors of
+ * vm__new() otherwise.
+ */
+int vm__restore(struct snap *s, const struct vm_restore_opts *o,
+		struct vm **out) __must_check;
+
+/*
+ * For vmm/vm_snapshot.c: vm__new() for a VM whose memory comes from
+ * snapshot @from through @mode, without loading boot images.
+ */
+int vm__build_restored(const struct vm_config *cfg, struct snap *from,
+		       enum vm_mem_mode mode, struct vm **out) __must_check;
 
 /* Tears down everything vm__new() built, in reverse order. NULL-safe. */
 void vm__free(struct vm *vm);
@@ -114,6 +191,18 @@ int vm__arch_add_devices(struct vm *vm,
 			 const struct vm_config *cfg) __must_check;
 /* After every device: load kernel/initrd/boot data, set boot registers. */
 int vm__arch_load(struct vm *vm, const struct vm_config *cfg) __must_check;
+/*
+ * Snapshots, called with every vCPU parked or never started: append each
+ * vCPU's state to @vcpus and the irqchip's to @irqchip; or, on a VM built
+ * by vm__restore() (vCPUs and irqchip initialised, nothing run), set them
+ * from those records. 0 or -errno after logging (-EBADMSG: bad record).
+ */
+int vm__arch_save(struct vm *vm, struct state_buf *vcpus,
+		  struct state_buf *irqchip) __must_check;
+int vm__arch_restore(struct vm *vm, struct state_reader *vcpus,
+		     struct state_reader *irqchip) __must_check;
+/* The snapshot arch code (SNAP_ARCH_*) of this build. */
+uint32_t vm__arch_snap_id(void);
 /* Drives interrupt line @irq to @level. */
 int vm__arch_irq_line(struct vm *vm, uint32_t irq, bool level) __must_check;
 /*

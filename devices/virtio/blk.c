@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../../vmm/log.h"
+#include "../../vmm/state.h"
 #include "../blk_engine.h"
 #include "blk.h"
 #include "blk_req.h"
@@ -375,6 +376,44 @@ static void blk_destroy(void *dev)
 	free(b);
 }
 
+/*
+ * Nothing is in flight once the transport paused us (reset() drained every
+ * request), so the disk's shape is the whole record: a restore onto a disk
+ * of another size or mode would show the guest a device that changed under
+ * it.
+ */
+static int blk_save(void *dev, struct state_buf *b)
+{
+	struct virtio_blk *blk = dev;
+
+	if (blk->running || blk->nr_free != QUEUE_SIZE) {
+		pr_err("virtio-blk: cannot save with requests in flight");
+		return -EBUSY;
+	}
+	state__put_u64(b, blk->disk.sectors);
+	state__put_u64(b, blk->features);
+	return state__err(b);
+}
+
+static int blk_restore(void *dev, struct state_reader *r)
+{
+	struct virtio_blk *blk = dev;
+	uint64_t sectors = state__get_u64(r);
+	uint64_t features = state__get_u64(r);
+
+	if (state__rerr(r))
+		return -EBADMSG;
+	if (sectors != blk->disk.sectors || features != blk->features) {
+		pr_err("virtio-blk %s: the disk differs from the snapshot's (%llu sectors, features 0x%llx; now %llu, 0x%llx)",
+		       blk_engine__id(blk->eng), (unsigned long long)sectors,
+		       (unsigned long long)features,
+		       (unsigned long long)blk->disk.sectors,
+		       (unsigned long long)blk->features);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
 static const struct virtio_dev_ops blk_ops = {
 	.name = "virtio-blk",
 	.device_id = VIRTIO_ID_BLOCK,
@@ -386,6 +425,8 @@ static const struct virtio_dev_ops blk_ops = {
 	.activate = blk_activate,
 	.reset = blk_reset,
 	.destroy = blk_destroy,
+	.save = blk_save,
+	.restore = blk_restore,
 };
 
 static void fill_config(struct virtio_blk *b)

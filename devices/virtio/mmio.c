@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../../vmm/log.h"
+#include "../../vmm/state.h"
 #include "mmio.h"
 
 /* Register offsets (virtio 1.2, 4.2.2). */
@@ -49,6 +50,7 @@ struct virtio_mmio {
 	bool broken; /* set by the device thread: reads as NEEDS_RESET (atomic) */
 	uint32_t isr; /* interrupt status (atomic) */
 	bool active; /* activate() succeeded, reset() not yet called */
+	bool paused; /* active, but the device is stopped for a snapshot */
 	uint32_t dev_features_sel;
 	uint32_t drv_features_sel;
 	uint64_t drv_features;
@@ -117,10 +119,10 @@ static void reset_device(struct virtio_mmio *t)
 {
 	unsigned int i;
 
-	if (t->active) {
+	if (t->active && !t->paused)
 		t->ops->reset(t->vdev);
-		t->active = false;
-	}
+	t->active = false;
+	t->paused = false;
 	for (i = 0; i < t->ops->nr_queues; i++)
 		virtq__reset(&t->vqs[i]);
 	t->status = 0;
@@ -398,9 +400,10 @@ static void mmio_destroy(struct device *dev)
 	struct virtio_mmio *t = container_of(dev, struct virtio_mmio, dev);
 
 	pthread_mutex_lock(&t->lock);
-	if (t->active)
+	if (t->active && !t->paused)
 		t->ops->reset(t->vdev);
 	t->active = false;
+	t->paused = false;
 	pthread_mutex_unlock(&t->lock);
 	release_fds(t);
 	t->ops->destroy(t->vdev);
@@ -416,6 +419,120 @@ static int mmio_fdt_props(struct device *dev, void *fdt, uint32_t clock_phandle)
 	return fdt_property(fdt, "dma-coherent", NULL, 0) < 0 ? -ENOSPC : 0;
 }
 
+/* The vCPUs are parked, so the register file is ours; the device's thread stops. */
+static int mmio_pause(struct device *dev)
+{
+	struct virtio_mmio *t = container_of(dev, struct virtio_mmio, dev);
+
+	pthread_mutex_lock(&t->lock);
+	if (t->active && !t->paused) {
+		t->ops->reset(t->vdev);
+		t->paused = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+static void mmio_resume(struct device *dev)
+{
+	struct virtio_mmio *t = container_of(dev, struct virtio_mmio, dev);
+	int err;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->paused) {
+		t->paused = false;
+		err = t->ops->activate(t->vdev);
+		if (err) {
+			pr_err("%s: cannot restart the device: %s",
+			       t->ops->name, strerror(-err));
+			t->active = false;
+			__atomic_store_n(&t->broken, true, __ATOMIC_SEQ_CST);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+static int mmio_save(struct device *dev, struct state_buf *b)
+{
+	struct virtio_mmio *t = container_of(dev, struct virtio_mmio, dev);
+	unsigned int i;
+	int err = 0;
+
+	pthread_mutex_lock(&t->lock);
+	state__put_u32(b, t->ops->device_id);
+	state__put_u32(b, t->ops->nr_queues);
+	state__put_u32(b, t->status);
+	state__put_u8(b, __atomic_load_n(&t->broken, __ATOMIC_SEQ_CST));
+	state__put_u32(b, __atomic_load_n(&t->isr, __ATOMIC_SEQ_CST));
+	state__put_u32(b, t->dev_features_sel);
+	state__put_u32(b, t->drv_features_sel);
+	state__put_u64(b, t->drv_features);
+	state__put_u32(b, t->queue_sel);
+	for (i = 0; i < t->ops->nr_queues; i++)
+		virtq__save(&t->vqs[i], b);
+	if (t->ops->save)
+		err = t->ops->save(t->vdev, b);
+	pthread_mutex_unlock(&t->lock);
+	return err ? err : state__err(b);
+}
+
+static int mmio_restore(struct device *dev, struct state_reader *r)
+{
+	struct virtio_mmio *t = container_of(dev, struct virtio_mmio, dev);
+	uint32_t id, nr, isr;
+	unsigned int i;
+	bool broken;
+	int err = 0;
+
+	pthread_mutex_lock(&t->lock);
+	id = state__get_u32(r);
+	nr = state__get_u32(r);
+	if (state__rerr(r) || id != t->ops->device_id ||
+	    nr != t->ops->nr_queues) {
+		pr_err("%s: the snapshot holds another kind of virtio device here",
+		       t->ops->name);
+		err = -EBADMSG;
+		goto out;
+	}
+	t->status = state__get_u32(r) & ~(uint32_t)VIRTIO_STATUS_NEEDS_RESET;
+	broken = state__get_u8(r);
+	isr = state__get_u32(r) & (VIRTIO_INT_USED | VIRTIO_INT_CONFIG);
+	t->dev_features_sel = state__get_u32(r);
+	t->drv_features_sel = state__get_u32(r);
+	t->drv_features = state__get_u64(r);
+	t->queue_sel = state__get_u32(r);
+	for (i = 0; i < t->ops->nr_queues && !err; i++)
+		err = virtq__restore(&t->vqs[i], r);
+	if (!err && t->ops->restore)
+		err = t->ops->restore(t->vdev, r);
+	if (err || state__rerr(r)) {
+		pr_err("%s: malformed state record", t->ops->name);
+		err = -EBADMSG;
+		goto out;
+	}
+	if ((t->status & VIRTIO_STATUS_FEATURES_OK) &&
+	    !features_acceptable(t)) {
+		pr_err("%s: the snapshot's driver features do not fit this device",
+		       t->ops->name);
+		err = -EBADMSG;
+		goto out;
+	}
+	__atomic_store_n(&t->isr, isr, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->broken, broken, __ATOMIC_SEQ_CST);
+	/* A device that was serving goes on; its queues are as the driver left them. */
+	if ((t->status & VIRTIO_STATUS_DRIVER_OK) &&
+	    (t->status & VIRTIO_STATUS_FEATURES_OK) && !broken)
+		activate(t);
+out:
+	if (err) {
+		for (i = 0; i < t->ops->nr_queues; i++)
+			virtq__reset(&t->vqs[i]);
+		t->status = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return err;
+}
+
 static const struct device_ops virtio_mmio_ops = {
 	.name = "virtio_mmio",
 	.mmio_read = mmio_read,
@@ -426,6 +543,10 @@ static const struct device_ops virtio_mmio_ops = {
 	.irq_edge = true,
 	.fdt_props = mmio_fdt_props,
 	.destroy = mmio_destroy,
+	.pause = mmio_pause,
+	.resume = mmio_resume,
+	.save = mmio_save,
+	.restore = mmio_restore,
 };
 
 static int make_fds(struct virtio_mmio *t)

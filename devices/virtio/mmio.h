@@ -58,6 +58,14 @@ struct virtio_dev_ops {
 	void (*reset)(void *dev);
 	/* Frees the device kind's object. */
 	void (*destroy)(void *dev);
+	/*
+	 * Snapshots (optional): the device kind's own state beyond what the
+	 * transport saves (registers, features, queues). restore() runs on a
+	 * device created with the same configuration, before activate(), and
+	 * refuses (-EBADMSG, logged) a record that does not match it.
+	 */
+	int (*save)(void *dev, struct state_buf *b);
+	int (*restore)(void *dev, struct state_reader *r);
 };
 
 /*

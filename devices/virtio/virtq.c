@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../../vmm/state.h"
 #include "virtq.h"
 
 /*
@@ -319,4 +320,49 @@ void virtq__disable_notify(struct virtq *vq)
 	used = used_ring(vq);
 	if (used)
 		store16(&used->flags, VRING_USED_F_NO_NOTIFY);
+}
+
+void virtq__save(const struct virtq *vq, struct state_buf *b)
+{
+	state__put_u64(b, vq->desc_gpa);
+	state__put_u64(b, vq->avail_gpa);
+	state__put_u64(b, vq->used_gpa);
+	state__put_u32(b, vq->size);
+	state__put_u8(b, vq->ready);
+	state__put_u8(b, vq->event_idx);
+	state__put_u32(b, vq->last_avail_idx);
+	state__put_u32(b, vq->used_idx);
+	state__put_u32(b, vq->used_published);
+	state__put_u32(b, vq->signalled_used);
+	state__put_u8(b, vq->signalled_used_valid);
+}
+
+int virtq__restore(struct virtq *vq, struct state_reader *r)
+{
+	uint32_t idx[4];
+	bool ready, valid;
+	int i;
+
+	virtq__reset(vq);
+	vq->desc_gpa = state__get_u64(r);
+	vq->avail_gpa = state__get_u64(r);
+	vq->used_gpa = state__get_u64(r);
+	vq->size = state__get_u32(r);
+	ready = state__get_u8(r);
+	vq->event_idx = state__get_u8(r);
+	for (i = 0; i < 4; i++)
+		idx[i] = state__get_u32(r);
+	valid = state__get_u8(r);
+	if (state__rerr(r) || idx[0] > UINT16_MAX || idx[1] > UINT16_MAX ||
+	    idx[2] > UINT16_MAX || idx[3] > UINT16_MAX ||
+	    (ready && virtq__set_ready(vq) < 0)) {
+		virtq__reset(vq);
+		return -EBADMSG;
+	}
+	vq->last_avail_idx = (uint16_t)idx[0];
+	vq->used_idx = (uint16_t)idx[1];
+	vq->used_published = (uint16_t)idx[2];
+	vq->signalled_used = (uint16_t)idx[3];
+	vq->signalled_used_valid = valid;
+	return 0;
 }

@@ -223,4 +223,17 @@ static inline bool virtq__need_event(uint16_t event, uint16_t new_idx,
 	return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
 }
 
+struct state_buf;
+struct state_reader;
+
+/* Appends the queue's addresses, size, flags and ring indices to @b. */
+void virtq__save(const struct virtq *vq, struct state_buf *b);
+
+/*
+ * Reads what virtq__save() wrote into @vq (which keeps its memory), checking
+ * a ready queue's size and ring placement as virtq__set_ready() does.
+ * 0, or -EBADMSG for a short or impossible record (the queue is then reset).
+ */
+int virtq__restore(struct virtq *vq, struct state_reader *r) __must_check;
+
 #endif

@@ -15,9 +15,14 @@
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TEST_PARAM "sandbox.test="
+#define COUNT_PARAM "sandbox.count="
+#define INTERVAL_PARAM "sandbox.interval_ms="
+/* What the host waits for before it snapshots a guest (sandbox snapshot create). */
+#define READY_LINE "sandbox: ready"
 /* Commands find busybox's applets here; the kernel gives PID 1 no PATH. */
 #define COMMAND_PATH "/bin:/sbin"
 
@@ -26,6 +31,13 @@ enum test_mode {
 	TEST_PANIC,
 	TEST_HANG,
 	TEST_REBOOT,
+	TEST_COUNT,
+};
+
+/* sandbox.test=count: how far and how fast to count. */
+struct count_opts {
+	unsigned long limit;
+	unsigned long interval_ms;
 };
 
 static void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -203,7 +215,22 @@ static int is_dashes(const char *word)
 }
 
 /* The kernel does not pass dotted parameters to init, so the hook comes from /proc/cmdline. */
-static enum test_mode test_mode(void)
+static unsigned long param_ulong(const char *val, unsigned long dflt,
+				 unsigned long max)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(val, &end, 10);
+	if (end == val || *end || errno || v > max) {
+		log_err("ignoring bad number '%s'", val);
+		return dflt;
+	}
+	return v;
+}
+
+static enum test_mode test_mode(struct count_opts *count)
 {
 	enum test_mode mode = TEST_NONE;
 	char buf[4096];
@@ -213,6 +240,13 @@ static enum test_mode test_mode(void)
 	if (read_file("/proc/cmdline", buf, sizeof(buf)) < 0)
 		return TEST_NONE;
 	while ((word = next_word(&cursor)) && !is_dashes(word)) {
+		if (!strncmp(word, COUNT_PARAM, strlen(COUNT_PARAM)))
+			count->limit = param_ulong(word + strlen(COUNT_PARAM),
+						   count->limit, 1000000000UL);
+		if (!strncmp(word, INTERVAL_PARAM, strlen(INTERVAL_PARAM)))
+			count->interval_ms =
+				param_ulong(word + strlen(INTERVAL_PARAM),
+					    count->interval_ms, 3600000UL);
 		if (strncmp(word, TEST_PARAM, strlen(TEST_PARAM)) != 0)
 			continue;
 		val = word + strlen(TEST_PARAM);
@@ -222,6 +256,8 @@ static enum test_mode test_mode(void)
 			mode = TEST_HANG;
 		else if (!strcmp(val, "reboot"))
 			mode = TEST_REBOOT;
+		else if (!strcmp(val, "count"))
+			mode = TEST_COUNT;
 		else
 			log_err("ignoring unknown %s%s", TEST_PARAM, val);
 	}
@@ -258,6 +294,28 @@ static char **command(int argc, char **argv)
 		log_err("ignoring kernel parameter '%s' passed to init",
 			argv[i]);
 	return words ? argv + argc - words : NULL;
+}
+
+/*
+ * A guest whose progress shows on the console: the ready line (a snapshot is taken there), then
+ * "count N" for N = 1..limit, one every interval. A guest restored from that snapshot must go on
+ * from where it was, not start again.
+ */
+static void count(const struct count_opts *o)
+{
+	struct timespec ts = {
+		.tv_sec = (time_t)(o->interval_ms / 1000),
+		.tv_nsec = (long)(o->interval_ms % 1000) * 1000000L,
+	};
+
+	dprintf(STDOUT_FILENO, "%s\n", READY_LINE);
+	for (unsigned long i = 1; i <= o->limit; i++) {
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		ts.tv_sec = (time_t)(o->interval_ms / 1000);
+		ts.tv_nsec = (long)(o->interval_ms % 1000) * 1000000L;
+		dprintf(STDOUT_FILENO, "count %lu\n", i);
+	}
 }
 
 /* Runs argv in a child on the console and reports how it ended. */
@@ -314,6 +372,7 @@ static void quiesce(void)
 
 int main(int argc, char **argv)
 {
+	struct count_opts count_opts = { .limit = 100, .interval_ms = 20 };
 	enum test_mode mode;
 	char **cmd;
 	int cpus;
@@ -328,7 +387,7 @@ int main(int argc, char **argv)
 	else
 		dprintf(STDOUT_FILENO, "vcpus: %d\n", cpus);
 
-	mode = test_mode();
+	mode = test_mode(&count_opts);
 	cmd = command(argc, argv);
 	/* The test hooks below still apply after a command, so a test can combine both. */
 	if (cmd)
@@ -347,6 +406,11 @@ int main(int argc, char **argv)
 	case TEST_REBOOT:
 		quiesce();
 		reboot(RB_AUTOBOOT);
+		break;
+	case TEST_COUNT:
+		count(&count_opts);
+		quiesce();
+		reboot(RB_POWER_OFF);
 		break;
 	case TEST_NONE:
 		quiesce();

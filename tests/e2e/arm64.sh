@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
-# End-to-end tests of `sandbox boot`, run inside the arm64 test host (busybox sh, /dev/kvm).
+# End-to-end tests of `sandbox boot`, snapshots and restore, run inside the arm64 test host (busybox sh, /dev/kvm).
 # Usage: sh e2e.sh [TEST...]   (default: all). Ends with "N passed, N failed".
 
 SANDBOX=${SANDBOX:-/sandbox/sandbox}
@@ -221,9 +221,180 @@ t_missing_drive() {
 	ok missing_drive
 }
 
+
+# --- snapshots -------------------------------------------------------------------
+COUNT="$QUIET sandbox.test=count sandbox.count=60 sandbox.interval_ms=20"
+
+# The last "count N" before the snapshot, from snapshot create's output (0 if none).
+last_count() {
+	tr -d '\r' <"$1" | sed -n 's/^count \([0-9][0-9]*\)$/\1/p' | tail -n 1 | grep . || echo 0
+}
+
+# check_counts FILE LAST LIMIT: FILE's counts start right after LAST (or one later, when the
+# snapshot split a line) and go up by one to LIMIT. Prints what is wrong, if anything.
+check_counts() {
+	tr -d '\r' <"$1" | sed -n 's/^count \([0-9][0-9]*\)$/\1/p' >"$tmp/counts"
+	awk -v last="$2" -v limit="$3" '
+		NR == 1 && $1 != last + 1 && $1 != last + 2 { print "first count " $1 " after " last; bad = 1; exit }
+		NR > 1 && $1 != prev + 1 { print "count " $1 " after " prev; bad = 1; exit }
+		{ prev = $1 }
+		END { if (!bad && prev != limit) print "ended at " prev ", expected " limit }
+	' "$tmp/counts"
+}
+
+# The snapshots every later test restores: made once.
+snap_made=
+make_snapshots() {
+	[ -n "$snap_made" ] && return 0
+	snap_made=1
+	"$SANDBOX" snapshot create -o "$tmp/count.snap" --cmdline "$COUNT" --timeout 60 \
+		>"$tmp/create.out" 2>&1 </dev/null || return 1
+	"$SANDBOX" snapshot create -o "$tmp/count.raw" --raw --cmdline "$COUNT" --timeout 60 \
+		>"$tmp/create-raw.out" 2>&1 </dev/null
+}
+
+t_snapshot_create() {
+	start=$(now_cs)
+	make_snapshots
+	rc=$?
+	elapsed=$(($(now_cs) - start))
+	cp "$tmp/create.out" "$tmp/out"
+	[ $rc -eq 0 ] || { bad snapshot_create "exit status $rc"; return; }
+	has "^sandbox: ready" || { bad snapshot_create "no ready line shown"; return; }
+	[ -s "$tmp/count.snap" ] && [ -s "$tmp/count.raw" ] || { bad snapshot_create "no snapshot file"; return; }
+	ls "$tmp" | grep -q 'tmp' && { bad snapshot_create "temporary file left: $(ls "$tmp")"; return; }
+	has "smaller than raw memory" || { bad snapshot_create "no memory statistics"; return; }
+	echo "  snapshot: $(wc -c <"$tmp/count.snap") bytes zstd, $(du -k "$tmp/count.raw" | cut -f1) KiB raw on disk; $(grep 'smaller than raw' "$tmp/out")"
+	ok snapshot_create
+}
+
+t_snapshot_continue() {
+	# Pause, save, resume: the original guest counts on to the end.
+	run snapshot_continue snapshot create -o "$tmp/cont.snap" --continue --cmdline "$COUNT" --timeout 60
+	[ $rc -eq 0 ] || { bad snapshot_continue "exit status $rc"; return; }
+	why=$(check_counts "$tmp/out" 0 60)
+	[ -z "$why" ] || { bad snapshot_continue "$why"; return; }
+	[ -s "$tmp/cont.snap" ] || { bad snapshot_continue "no snapshot file"; return; }
+	ok snapshot_continue
+}
+
+t_snapshot_inspect() {
+	make_snapshots || { bad snapshot_inspect "snapshot create failed"; return; }
+	run snapshot_inspect snapshot inspect "$tmp/count.snap"
+	[ $rc -eq 0 ] || { bad snapshot_inspect "exit status $rc"; return; }
+	has "^arch: arm64" || { bad snapshot_inspect "no arch"; return; }
+	has "verified" || { bad snapshot_inspect "checksums not verified"; return; }
+	ok snapshot_inspect
+}
+
+# restore_mode NAME SNAPSHOT CREATE-OUTPUT MODE
+restore_mode() {
+	make_snapshots || { bad "$1" "snapshot create failed"; return; }
+	run "$1" restore "$2" --mem-mode "$4" --timeout 60
+	[ $rc -eq 0 ] || { bad "$1" "exit status $rc"; return; }
+	why=$(check_counts "$tmp/out" "$(last_count "$3")" 60)
+	[ -z "$why" ] || { bad "$1" "$why"; return; }
+	has "sandbox: ready" && { bad "$1" "the guest started again instead of going on"; return; }
+	echo "  timing: restore --mem-mode $4 to poweroff took $((elapsed / 100)).$(printf %02d $((elapsed % 100))) s"
+	ok "$1"
+}
+
+t_restore_uffd() { restore_mode restore_uffd "$tmp/count.snap" "$tmp/create.out" uffd; }
+t_restore_eager() { restore_mode restore_eager "$tmp/count.snap" "$tmp/create.out" eager; }
+t_restore_file() { restore_mode restore_file "$tmp/count.raw" "$tmp/create-raw.out" file; }
+t_restore_raw_uffd() { restore_mode restore_raw_uffd "$tmp/count.raw" "$tmp/create-raw.out" uffd; }
+
+t_restore_two_vcpus() {
+	# Both vCPUs, their redistributors and the secondary's PSCI state come back.
+	run restore_two_vcpus snapshot create -o "$tmp/two.snap" --vcpus 2 --cmdline "$COUNT" --timeout 60
+	[ $rc -eq 0 ] || { bad restore_two_vcpus "snapshot create: exit status $rc"; return; }
+	has "vcpus: 2" || { bad restore_two_vcpus "the guest did not see 2 CPUs"; return; }
+	cp "$tmp/out" "$tmp/two.out"
+	run restore_two_vcpus restore "$tmp/two.snap" --timeout 60
+	[ $rc -eq 0 ] || { bad restore_two_vcpus "restore: exit status $rc"; return; }
+	why=$(check_counts "$tmp/out" "$(last_count "$tmp/two.out")" 60)
+	[ -z "$why" ] || { bad restore_two_vcpus "$why"; return; }
+	rm -f "$tmp/two.snap" "$tmp/two.out"
+	ok restore_two_vcpus
+}
+
+t_restore_four() {
+	# Four VMs from one snapshot at once, each going on by itself.
+	make_snapshots || { bad restore_four "snapshot create failed"; return; }
+	last=$(last_count "$tmp/create-raw.out")
+	for i in 1 2 3 4; do
+		mode=uffd
+		[ $i -gt 2 ] && mode=file
+		("$SANDBOX" restore "$tmp/count.raw" --mem-mode $mode --timeout 90 >"$tmp/four$i" 2>&1 </dev/null
+		 echo $? >"$tmp/four$i.rc") &
+	done
+	wait
+	for i in 1 2 3 4; do
+		cp "$tmp/four$i" "$tmp/out"
+		[ "$(cat "$tmp/four$i.rc")" = 0 ] || { bad restore_four "VM $i: exit status $(cat "$tmp/four$i.rc")"; return; }
+		why=$(check_counts "$tmp/four$i" "$last" 60)
+		[ -z "$why" ] || { bad restore_four "VM $i: $why"; return; }
+	done
+	rm -f "$tmp/out"
+	# The shared, privately mapped memory file is unchanged by their writes.
+	run restore_four snapshot inspect "$tmp/count.raw"
+	[ $rc -eq 0 ] || { bad restore_four "snapshot changed: inspect exit status $rc"; return; }
+	ok restore_four
+}
+
+t_restore_block() {
+	# A snapshot taken while the guest waits; after restore it reads its disk.
+	cp "$IMAGES/rootfs.ext4" "$tmp/root.ext4"
+	dd if=/dev/urandom of="$tmp/blk.img" bs=1M count=4 2>/dev/null
+	run restore_block snapshot create -o "$tmp/blk.snap" --timeout 60 \
+		--drive "path=$tmp/root.ext4,root,ro" --drive "path=$tmp/blk.img,ro" \
+		--cmdline "$QUIET -- /bin/sh -c \"echo sandbox: ready; sleep 1; sha256sum /dev/vdb\""
+	[ $rc -eq 0 ] || { bad restore_block "snapshot create: exit status $rc"; return; }
+	run restore_block restore "$tmp/blk.snap" --timeout 60
+	[ $rc -eq 0 ] || { bad restore_block "restore: exit status $rc"; return; }
+	host=$(sha256sum "$tmp/blk.img" | cut -d' ' -f1)
+	has "^$host  /dev/vdb" || { bad restore_block "the restored guest read other data than the disk holds"; return; }
+	rm -f "$tmp/blk.img" "$tmp/root.ext4" "$tmp/blk.snap"
+	ok restore_block
+}
+
+t_snapshot_corrupt() {
+	make_snapshots || { bad snapshot_corrupt "snapshot create failed"; return; }
+	size=$(wc -c <"$tmp/count.snap")
+	cp "$tmp/count.snap" "$tmp/bad.snap"
+	# One byte flipped in the middle of the file: a checksum catches it.
+	printf '\377' | dd of="$tmp/bad.snap" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+	run snapshot_corrupt restore "$tmp/bad.snap" --mem-mode eager --timeout 30
+	[ $rc -eq 105 ] || { bad snapshot_corrupt "flipped byte: exit status $rc, expected 105"; return; }
+	head -c $((size / 3)) "$tmp/count.snap" >"$tmp/bad.snap"
+	run snapshot_corrupt restore "$tmp/bad.snap" --timeout 30
+	[ $rc -eq 106 ] || { bad snapshot_corrupt "truncated: exit status $rc, expected 106"; return; }
+	has "truncated" || { bad snapshot_corrupt "truncation not named"; return; }
+	echo "not a snapshot" >"$tmp/bad.snap"
+	run snapshot_corrupt restore "$tmp/bad.snap" --timeout 30
+	[ $rc -eq 105 ] || [ $rc -eq 106 ] || { bad snapshot_corrupt "text file: exit status $rc"; return; }
+	run snapshot_corrupt restore "$tmp/count.snap" --mem-mode file --timeout 30
+	[ $rc -eq 101 ] || { bad snapshot_corrupt "file mode on zstd: exit status $rc, expected 101"; return; }
+	run snapshot_corrupt restore "$tmp/nonexistent.snap"
+	[ $rc -eq 101 ] || { bad snapshot_corrupt "missing file: exit status $rc, expected 101"; return; }
+	run snapshot_corrupt restore "$tmp/count.snap" --mem-mode lazy
+	[ $rc -eq 2 ] || { bad snapshot_corrupt "bad mode: exit status $rc, expected 2"; return; }
+	rm -f "$tmp/bad.snap"
+	ok snapshot_corrupt
+}
+
+t_snapshot_not_ready() {
+	run snapshot_not_ready snapshot create -o "$tmp/never.snap" --cmdline "$QUIET" --timeout 60
+	[ $rc -eq 108 ] || { bad snapshot_not_ready "exit status $rc, expected 108"; return; }
+	[ -e "$tmp/never.snap" ] && { bad snapshot_not_ready "a snapshot was written"; return; }
+	ok snapshot_not_ready
+}
+
 all="boot_hello boot_log two_vcpus one_vcpu reboot_ends_vm guest_panic timeout
 not_an_image missing_files too_small bad_flag no_root_panics
-root_boot_persists read_only_drive dd_64mib missing_drive"
+root_boot_persists read_only_drive dd_64mib missing_drive
+snapshot_create snapshot_continue snapshot_inspect restore_uffd restore_eager restore_file
+restore_raw_uffd restore_two_vcpus restore_four restore_block snapshot_corrupt snapshot_not_ready"
 [ $# -gt 0 ] && all="$*"
 for t in $all; do
 	"t_$t"

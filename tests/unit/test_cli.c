@@ -209,3 +209,99 @@ Test(cli, root_drive_goes_on_the_kernel_command_line)
 	cr_assert_str_eq(line, "--init-arg root=/dev/vda rw");
 	cr_assert_eq(cli__kernel_cmdline(&c.boot, line, 10), -E2BIG);
 }
+
+Test(cli, snapshot_create_takes_its_flags_and_boot_flags)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "snapshot", "create", "-o", "/s.snap", "--mem",
+			   "256", "--level=9", "--ready-line", "go",
+			   "--continue"),
+		     0, "%s", err);
+	cr_assert_eq(c.cmd, CLI_SNAPSHOT_CREATE);
+	cr_assert_str_eq(c.snap.output, "/s.snap");
+	cr_assert_eq(c.snap.level, 9);
+	cr_assert_not(c.snap.raw);
+	cr_assert(c.snap.resume);
+	cr_assert_str_eq(c.snap.ready_line, "go");
+	cr_assert_eq(c.boot.mem_mib, 256);
+
+	cr_assert_eq(PARSE(&c, "snapshot", "create", "--output=/r", "--raw"), 0,
+		     "%s", err);
+	cr_assert(c.snap.raw);
+	cr_assert_eq(c.snap.level, 0);
+	cr_assert_str_eq(c.snap.ready_line, CLI_DEFAULT_READY_LINE);
+
+	cr_assert_eq(PARSE(&c, "snapshot", "create", "-o", "/s"), 0);
+	cr_assert_eq(c.snap.level, CLI_DEFAULT_LEVEL);
+}
+
+Test(cli, snapshot_create_rejects_bad_flags)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "snapshot", "create"), -EINVAL);
+	cr_assert(strstr(err, "-o FILE"), "%s", err);
+	cr_assert_eq(PARSE(&c, "snapshot", "create", "-o"), -EINVAL);
+	cr_assert_eq(
+		PARSE(&c, "snapshot", "create", "-o", "/s", "--level", "20"),
+		-EINVAL);
+	cr_assert_eq(
+		PARSE(&c, "snapshot", "create", "-o", "/s", "--level", "0"),
+		-EINVAL);
+	cr_assert_eq(PARSE(&c, "snapshot", "create", "-o", "/s", "--level", "3",
+			   "--raw"),
+		     -EINVAL);
+	cr_assert_eq(
+		PARSE(&c, "snapshot", "create", "-o", "/s", "--ready-line="),
+		-EINVAL);
+	cr_assert_eq(PARSE(&c, "snapshot", "create", "-o", "/s", "--bogus"),
+		     -EINVAL);
+	cr_assert(strstr(err, "snapshot create: unknown option"), "%s", err);
+	cr_assert_eq(PARSE(&c, "snapshot"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "snapshot", "delete"), -EINVAL);
+	/* Boot has none of snapshot create's flags. */
+	cr_assert_eq(PARSE(&c, "boot", "--raw"), -EINVAL);
+}
+
+Test(cli, snapshot_inspect_takes_one_file)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "snapshot", "inspect", "/s"), 0);
+	cr_assert_eq(c.cmd, CLI_SNAPSHOT_INSPECT);
+	cr_assert_str_eq(c.snap.output, "/s");
+	cr_assert_eq(PARSE(&c, "snapshot", "inspect"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "snapshot", "inspect", "/a", "/b"), -EINVAL);
+}
+
+Test(cli, restore_takes_a_file_a_mode_and_a_timeout)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "restore", "/s"), 0, "%s", err);
+	cr_assert_eq(c.cmd, CLI_RESTORE);
+	cr_assert_str_eq(c.restore.snapshot, "/s");
+	cr_assert_eq(c.restore.mem_mode, CLI_MEM_UFFD);
+	cr_assert_eq(c.restore.timeout_s, 0);
+	cr_assert_eq(PARSE(&c, "restore", "--mem-mode=eager", "/s", "--timeout",
+			   "5"),
+		     0, "%s", err);
+	cr_assert_eq(c.restore.mem_mode, CLI_MEM_EAGER);
+	cr_assert_eq(c.restore.timeout_s, 5);
+	cr_assert_eq(PARSE(&c, "restore", "/s", "--mem-mode", "file"), 0);
+	cr_assert_eq(c.restore.mem_mode, CLI_MEM_FILE);
+}
+
+Test(cli, restore_rejects_bad_arguments)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "restore"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "restore", "/a", "/b"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "restore", "/s", "--mem-mode", "lazy"), -EINVAL);
+	cr_assert(strstr(err, "lazy"), "%s", err);
+	cr_assert_eq(PARSE(&c, "restore", "/s", "--mem-mode"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "restore", "/s", "--timeout", "x"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "restore", "/s", "--kernel", "/k"), -EINVAL);
+}

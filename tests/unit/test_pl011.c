@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // PL011 registers as the Linux driver uses them: TX, RX FIFO, flags, interrupts, IDs.
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <poll.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "../../devices/pl011.h"
+#include "../../vmm/state.h"
 #include "fakes.h"
 
 #define IRQ 5
@@ -208,4 +210,67 @@ Test(pl011_input, reads_host_input_through_its_thread)
 	close(in[1]);
 	close(o[0]);
 	close(o[1]);
+}
+
+Test(pl011, state_round_trips_registers_and_fifo)
+{
+	struct pl011 *u2;
+	struct device *d2;
+	struct state_reader r;
+	struct state_buf b;
+	uint32_t v;
+
+	wr(LCR_H, 0x70);
+	wr(IMSC, INT_RX);
+	cr_assert_eq(pl011__receive(uart, (const uint8_t *)"abc", 3), 3);
+	cr_assert(fake_irq_level[IRQ]);
+	state__init(&b);
+	cr_assert_eq(dev->ops->save(dev, &b), 0);
+
+	cr_assert_eq(pl011__new(NULL, 0x9000000, IRQ + 1, -1, out[1], &u2), 0);
+	d2 = pl011__device(u2);
+	state__reader(&r, b.data, b.len);
+	cr_assert_eq(d2->ops->restore(d2, &r), 0);
+	cr_assert_eq(state__left(&r), 0);
+	d2->ops->mmio_read(d2, LCR_H, &v, 4);
+	cr_assert_eq(v, 0x70);
+	d2->ops->mmio_read(d2, MIS, &v, 4);
+	cr_assert_eq(v & INT_RX, INT_RX);
+	d2->ops->mmio_read(d2, DR, &v, 4);
+	cr_assert_eq(v, 'a');
+	d2->ops->mmio_read(d2, DR, &v, 4);
+	cr_assert_eq(v, 'b');
+	d2->ops->mmio_read(d2, DR, &v, 4);
+	cr_assert_eq(v, 'c');
+	d2->ops->mmio_read(d2, FR, &v, 4);
+	cr_assert(v & FR_RXFE);
+	d2->ops->destroy(d2);
+	state__exit(&b);
+}
+
+Test(pl011, restore_refuses_a_bad_record)
+{
+	struct state_reader r;
+	struct state_buf b;
+	size_t cut;
+
+	state__init(&b);
+	cr_assert_eq(dev->ops->save(dev, &b), 0);
+	for (cut = 0; cut < b.len; cut++) {
+		state__reader(&r, b.data, cut);
+		cr_assert_eq(dev->ops->restore(dev, &r), -EBADMSG, "cut %zu",
+			     cut);
+	}
+	/* A FIFO count beyond its depth. */
+	state__exit(&b);
+	state__init(&b);
+	for (cut = 0; cut < 9; cut++)
+		state__put_u32(&b, 0);
+	state__put_u8(&b, 0);
+	state__put_u32(&b, 33);
+	for (cut = 0; cut < 33; cut++)
+		state__put_u8(&b, 'x');
+	state__reader(&r, b.data, b.len);
+	cr_assert_eq(dev->ops->restore(dev, &r), -EBADMSG);
+	state__exit(&b);
 }

@@ -2,6 +2,7 @@
 // x86_64 arch hooks: the backend is not written yet, so VM creation fails cleanly here.
 #include <errno.h>
 
+#include "../../../snapshot/snap.h"
 #include "../../log.h"
 #include "../../vm.h"
 
@@ -50,4 +51,27 @@ int vcpu__arch_handle_exit(struct vcpu *vcpu)
 void vm__arch_exit(struct vm *vm)
 {
 	(void)vm;
+}
+
+uint32_t vm__arch_snap_id(void)
+{
+	return SNAP_ARCH_X86_64;
+}
+
+int vm__arch_save(struct vm *vm, struct state_buf *vcpus,
+		  struct state_buf *irqchip)
+{
+	(void)vm;
+	(void)vcpus;
+	(void)irqchip;
+	return -ENODEV;
+}
+
+int vm__arch_restore(struct vm *vm, struct state_reader *vcpus,
+		     struct state_reader *irqchip)
+{
+	(void)vm;
+	(void)vcpus;
+	(void)irqchip;
+	return -ENODEV;
 }
