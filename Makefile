@@ -67,7 +67,7 @@ endif
 IMAGES_arm64 := $(O)/images/Image $(O)/images/initramfs.cpio $(O)/images/rootfs.ext4
 IMAGES := $(IMAGES_$(ARCH))
 
-.PHONY: all deps images boot check unit fuzz e2e bench-blk format-check format clean FORCE
+.PHONY: all deps images boot check unit fuzz e2e bench-blk bench-snapshot format-check format clean FORCE
 .DEFAULT_GOAL := all
 .SECONDEXPANSION:
 
@@ -183,6 +183,10 @@ endif
 # RUNS=N, PATTERNS="...", QUICK=1 on the make command line reach bench/blk through the environment.
 bench-blk:
 	bench/blk $(BENCH_BLK_ARGS)
+
+# RUNS=N, CREATE_RUNS=N, MODES="...", LEVELS="...", QUICK=1 reach bench/snapshot through the environment.
+bench-snapshot:
+	bench/snapshot $(BENCH_SNAPSHOT_ARGS)
 
 clean:
 	rm -rf $(BUILD)
