@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Minimal guest PID 1: mounts the pseudo filesystems, reports itself and the vCPU count, runs the
- * command given after "--" on the kernel command line if any, then powers off.
+ * command given after "--" on the kernel command line if any, then, with sandbox.agent, serves
+ * one function invocation over vsock (agent.c); then powers off.
  */
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent.h"
+
+#define AGENT_PARAM "sandbox.agent"
 #define TEST_PARAM "sandbox.test="
 #define COUNT_PARAM "sandbox.count="
 #define INTERVAL_PARAM "sandbox.interval_ms="
@@ -34,8 +39,11 @@ enum test_mode {
 	TEST_COUNT,
 };
 
-/* sandbox.test=count: how far and how fast to count. */
-struct count_opts {
+/* What the kernel command line asks of init. */
+struct opts {
+	enum test_mode mode;
+	bool agent; /* sandbox.agent */
+	/* sandbox.test=count: how far and how fast to count. */
 	unsigned long limit;
 	unsigned long interval_ms;
 };
@@ -230,38 +238,38 @@ static unsigned long param_ulong(const char *val, unsigned long dflt,
 	return v;
 }
 
-static enum test_mode test_mode(struct count_opts *count)
+static void parse_cmdline(struct opts *o)
 {
-	enum test_mode mode = TEST_NONE;
 	char buf[4096];
 	char *word, *cursor = buf;
 	const char *val;
 
 	if (read_file("/proc/cmdline", buf, sizeof(buf)) < 0)
-		return TEST_NONE;
+		return;
 	while ((word = next_word(&cursor)) && !is_dashes(word)) {
+		if (!strcmp(word, AGENT_PARAM))
+			o->agent = true;
 		if (!strncmp(word, COUNT_PARAM, strlen(COUNT_PARAM)))
-			count->limit = param_ulong(word + strlen(COUNT_PARAM),
-						   count->limit, 1000000000UL);
+			o->limit = param_ulong(word + strlen(COUNT_PARAM),
+					       o->limit, 1000000000UL);
 		if (!strncmp(word, INTERVAL_PARAM, strlen(INTERVAL_PARAM)))
-			count->interval_ms =
+			o->interval_ms =
 				param_ulong(word + strlen(INTERVAL_PARAM),
-					    count->interval_ms, 3600000UL);
+					    o->interval_ms, 3600000UL);
 		if (strncmp(word, TEST_PARAM, strlen(TEST_PARAM)) != 0)
 			continue;
 		val = word + strlen(TEST_PARAM);
 		if (!strcmp(val, "panic"))
-			mode = TEST_PANIC;
+			o->mode = TEST_PANIC;
 		else if (!strcmp(val, "hang"))
-			mode = TEST_HANG;
+			o->mode = TEST_HANG;
 		else if (!strcmp(val, "reboot"))
-			mode = TEST_REBOOT;
+			o->mode = TEST_REBOOT;
 		else if (!strcmp(val, "count"))
-			mode = TEST_COUNT;
+			o->mode = TEST_COUNT;
 		else
 			log_err("ignoring unknown %s%s", TEST_PARAM, val);
 	}
-	return mode;
 }
 
 /*
@@ -301,7 +309,7 @@ static char **command(int argc, char **argv)
  * "count N" for N = 1..limit, one every interval. A guest restored from that snapshot must go on
  * from where it was, not start again.
  */
-static void count(const struct count_opts *o)
+static void count(const struct opts *o)
 {
 	struct timespec ts = {
 		.tv_sec = (time_t)(o->interval_ms / 1000),
@@ -370,10 +378,25 @@ static void quiesce(void)
 		log_err("remount / read-only: %s", strerror(errno));
 }
 
+/*
+ * Agent mode: the invocation's function runs with its stdio on vsock, not on the console. A
+ * script function's interpreter opens /dev/fd/N, which devtmpfs does not provide.
+ */
+static void run_agent(void)
+{
+	struct agent_hooks hooks;
+
+	if (symlink("/proc/self/fd", "/dev/fd") < 0 && errno != EEXIST)
+		log_err("symlink /dev/fd: %s", strerror(errno));
+	agent__system_hooks(&hooks);
+	/* agent__main() said what failed; the VM powers off either way. */
+	if (agent__main(&hooks) < 0)
+		log_err("agent: invocation failed, powering off");
+}
+
 int main(int argc, char **argv)
 {
-	struct count_opts count_opts = { .limit = 100, .interval_ms = 20 };
-	enum test_mode mode;
+	struct opts opts = { .limit = 100, .interval_ms = 20 };
 	char **cmd;
 	int cpus;
 
@@ -387,13 +410,20 @@ int main(int argc, char **argv)
 	else
 		dprintf(STDOUT_FILENO, "vcpus: %d\n", cpus);
 
-	mode = test_mode(&count_opts);
+	parse_cmdline(&opts);
 	cmd = command(argc, argv);
 	/* The test hooks below still apply after a command, so a test can combine both. */
 	if (cmd)
 		run_command(cmd);
 
-	switch (mode) {
+	if (opts.agent) {
+		if (opts.mode != TEST_NONE)
+			log_err("ignoring %s with %s", TEST_PARAM, AGENT_PARAM);
+		run_agent();
+		opts.mode = TEST_NONE;
+	}
+
+	switch (opts.mode) {
 	case TEST_PANIC:
 		/* PID 1 exiting panics the kernel: the VMM must report a guest panic. */
 		log_err("sandbox.test=panic: exiting PID 1");
@@ -408,7 +438,7 @@ int main(int argc, char **argv)
 		reboot(RB_AUTOBOOT);
 		break;
 	case TEST_COUNT:
-		count(&count_opts);
+		count(&opts);
 		quiesce();
 		reboot(RB_POWER_OFF);
 		break;

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Host side of the guest agent protocol: the ready report and one function invocation. */
+#ifndef SANDBOX_INVOKE_H
+#define SANDBOX_INVOKE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../vmm/util.h"
+
+/*
+ * The wire protocol is in docs/agent-protocol.md and images/agent/proto.h. The
+ * agent listens on vsock port 52 (AGENT_PORT) and reports readiness on a
+ * connection to the host's port 53 (AGENT_READY_PORT); both are defined there.
+ */
+
+struct invoke_request {
+	/* NULL-terminated; argv[0] is required. envp NULL means an empty environment. */
+	const char *const *argv;
+	const char *const *envp;
+	/* The function: an executable (ELF, or a script whose interpreter is in the guest). */
+	const void *fn;
+	size_t fn_size;
+	/* -1: the function's stdin is empty (EOF at once). */
+	int in_fd;
+	/* -1: the function's output is read and discarded. */
+	int out_fd;
+	int err_fd;
+	/* For the whole invocation, from the call to EXIT; 0: no limit. */
+	unsigned int timeout_ms;
+};
+
+enum invoke_kind {
+	INVOKE_EXITED, /* code: exit status 0-255 */
+	INVOKE_SIGNALED, /* code: the signal that killed it (the launcher maps it to 128 + N) */
+	INVOKE_AGENT_ERROR, /* the function never ran: code is a Linux errno, message says why */
+};
+
+struct invoke_result {
+	enum invoke_kind kind;
+	int code;
+	char message[256]; /* INVOKE_AGENT_ERROR only; NUL-terminated printable ASCII */
+	/* Nanoseconds since invoke__run() was called; 0 when not reached. */
+	uint64_t sent_ns; /* INIT, EXEC and the last byte of the function written to @fd */
+	uint64_t started_ns; /* STARTED received: the function was exec'd */
+	uint64_t ended_ns; /* EXIT or ERROR received and all output written */
+	/* Bytes of the function's stdin sent, and of its stdout and stderr received. */
+	uint64_t stdin_bytes;
+	uint64_t stdout_bytes;
+	uint64_t stderr_bytes;
+};
+
+/*
+ * Runs one invocation over @fd, a connected stream socket to the agent (after
+ * any vsock CONNECT/OK handshake, which the caller does). Sends INIT (fresh
+ * entropy from getrandom() and the current CLOCK_REALTIME), EXEC and the
+ * function, then in one poll loop forwards @req->in_fd as STDIN frames and
+ * STDOUT/STDERR frames to @req->out_fd/@req->err_fd as they come, until EXIT
+ * or ERROR. Output is written completely before the call returns.
+ *
+ * @fd is used with MSG_DONTWAIT | MSG_NOSIGNAL, so its blocking mode does not
+ * matter and SIGPIPE is never raised; the other fds keep their modes: they are
+ * read or written only when poll() says so, in chunks of at most PIPE_BUF
+ * bytes, and EAGAIN just waits for the next poll(). A terminal, /dev/null, a
+ * pipe or a file work as stdin; a read error on it ends the stdin stream (with
+ * a warning) rather than the invocation. Nothing is closed; the caller owns
+ * every fd.
+ *
+ * Returns 0 with *@res filled when the agent sent EXIT or ERROR;
+ * -ETIMEDOUT when @req->timeout_ms passed first; -EPROTO when the agent sent a
+ * malformed or unexpected frame (logged with what was wrong); -ECONNRESET when
+ * the stream ended before EXIT or ERROR; -EINVAL, -E2BIG or -EFBIG for a
+ * request the protocol cannot carry (no argv[0], argv/envp over a frame, a
+ * function over AGENT_FN_MAX); -ENOMEM; or -errno of a failed read or write.
+ * On failure *@res holds the timings and byte counts reached so far. The VM is
+ * of no further use after a failure: the caller kills it.
+ *
+ * Another thread can end the call with shutdown(@fd, SHUT_RDWR): it returns
+ * -ECONNRESET at once, unless it is waiting for out_fd or err_fd to take
+ * output, which only the timeout ends.
+ */
+int invoke__run(int fd, const struct invoke_request *req,
+		struct invoke_result *res) __must_check;
+
+/*
+ * The snapshot side: waits on @fd (a connection the agent made to
+ * AGENT_READY_PORT, accepted) for its READY frame. 0 when it came with this
+ * protocol version; -ETIMEDOUT after @timeout_ms (0: no limit); -EPROTO for
+ * anything else (logged); -ECONNRESET if the stream ended first; or -errno.
+ * Does not close @fd.
+ */
+int invoke__wait_ready(int fd, unsigned int timeout_ms) __must_check;
+
+#endif
