@@ -47,11 +47,12 @@ LDFLAGS += -static
 endif
 endif
 
-SRCS := launcher/main.c launcher/cli.c \
+SRCS := launcher/main.c launcher/cli.c launcher/common.c \
+	launcher/snapshot_cmd.c launcher/run.c launcher/invoke.c images/agent/proto.c \
 	vmm/vm.c vmm/vcpu.c vmm/bus.c vmm/mem.c vmm/loader.c vmm/log.c \
 	devices/pl011.c devices/pvpanic.c devices/blk_engine.c \
 	devices/virtio/virtq.c devices/virtio/mmio.c devices/virtio/blk.c \
-	devices/virtio/blk_req.c \
+	devices/virtio/blk_req.c devices/virtio/vsock.c devices/virtio/vsock_mux.c \
 	snapshot/snap.c snapshot/pager.c vmm/state.c vmm/vm_snapshot.c
 SRCS_arm64 := vmm/arch/arm64/arch.c vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c \
 	vmm/arch/arm64/snapshot.c
@@ -67,11 +68,14 @@ endif
 IMAGES_arm64 := $(O)/images/Image $(O)/images/initramfs.cpio $(O)/images/rootfs.ext4
 IMAGES := $(IMAGES_$(ARCH))
 
-.PHONY: all deps images boot check unit fuzz e2e bench-blk bench-snapshot format-check format clean FORCE
+.PHONY: all deps images boot demo check unit fuzz e2e e2e-vsock bench-blk bench-snapshot format-check format clean FORCE
 .DEFAULT_GOAL := all
 .SECONDEXPANSION:
 
-all: $(O)/sandbox $(IMAGES)
+# Example functions for `sandbox run`: static programs for the target arch.
+EXAMPLES := $(patsubst examples/%.c,$(O)/examples/%,$(wildcard examples/*.c))
+
+all: $(O)/sandbox $(IMAGES) $(EXAMPLES)
 
 deps:
 	scripts/deps
@@ -84,6 +88,10 @@ $(BUILD)/obj/$(ARCH)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
+$(O)/examples/%: examples/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -static -O2 -std=gnu11 $(WARN) -o $@ $<
+
 $(ARM64_SYSROOT)/.done: scripts/arm64-sysroot
 	scripts/arm64-sysroot $(ARM64_SYSROOT)
 
@@ -95,9 +103,11 @@ $(O)/images/Image: FORCE
 	@mkdir -p $(dir $@)
 	images/build-kernel $(ARCH) $@
 
-$(O)/images/init: images/agent/init.c
+# PID 1 and the guest agent (one static binary); proto.c is also linked into sandbox.
+AGENT_SRCS := images/agent/init.c images/agent/agent.c images/agent/proto.c
+$(O)/images/init: $(AGENT_SRCS) $(wildcard images/agent/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) -static -Os -std=gnu11 $(WARN) -o $@ $<
+	$(CC) -static -Os -std=gnu11 $(WARN) -D_GNU_SOURCE -o $@ $(AGENT_SRCS)
 
 $(O)/images/initramfs.cpio: $(O)/images/init images/mkinitramfs
 	images/mkinitramfs $@ $(O)/images/init
@@ -111,11 +121,12 @@ $(O)/images/rootfs.ext4: $(O)/images/init images/mkrootfs
 UNIT_TESTS := $(wildcard tests/unit/test_*.c)
 UNIT_SRCS := launcher/cli.c vmm/bus.c vmm/mem.c vmm/log.c devices/pl011.c \
 	devices/blk_engine.c devices/virtio/virtq.c devices/virtio/blk_req.c \
-	devices/virtio/mmio.c snapshot/snap.c snapshot/pager.c vmm/state.c \
+	devices/virtio/mmio.c devices/virtio/vsock.c devices/virtio/vsock_mux.c \
+	snapshot/snap.c snapshot/pager.c vmm/state.c launcher/invoke.c images/agent/proto.c images/agent/agent.c \
 	vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c
 UNIT_BIN := $(HOSTO)/unit-tests
 
-$(UNIT_BIN): $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h launcher/*.h snapshot/*.h vmm/arch/arm64/*.h tests/unit/*.h)
+$(UNIT_BIN): $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h launcher/*.h snapshot/*.h images/agent/*.h vmm/arch/arm64/*.h tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(HOSTCC) -std=gnu11 -O1 -g $(WARN) -Wno-missing-prototypes -D_GNU_SOURCE \
 		-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
@@ -128,13 +139,16 @@ unit: $(UNIT_BIN)
 # runs each briefly, `make fuzz FUZZ_TIME=600` runs longer. New inputs go to build/.
 FUZZCC := clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS := virtq blk_req snap
+FUZZ_TARGETS := virtq blk_req snap agent_proto vsock
 FUZZ_SRCS_virtq := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c vmm/mem.c vmm/log.c vmm/state.c
 FUZZ_SRCS_blk_req := tests/fuzz/fuzz_blk_req.c devices/virtio/blk_req.c
 FUZZ_SRCS_snap := tests/fuzz/fuzz_snap.c snapshot/snap.c vmm/log.c
 FUZZ_LIBS_snap := -lzstd -lxxhash
+FUZZ_SRCS_vsock := tests/fuzz/fuzz_vsock.c devices/virtio/vsock_mux.c \
+	devices/virtio/virtq.c vmm/mem.c vmm/log.c vmm/state.c
+FUZZ_SRCS_agent_proto := tests/fuzz/fuzz_agent_proto.c launcher/invoke.c images/agent/proto.c vmm/log.c
 
-$(HOSTO)/fuzz-%: $$(FUZZ_SRCS_%) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h snapshot/*.h)
+$(HOSTO)/fuzz-%: $$(FUZZ_SRCS_%) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h snapshot/*.h launcher/*.h images/agent/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZCC) -std=gnu11 -O1 -g $(WARN) -D_GNU_SOURCE \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
@@ -167,9 +181,27 @@ e2e:
 	cp tests/e2e/arm64.sh $(ARM64_TREE)/tests/e2e.sh
 	tests/arm64-host/run --timeout 600 -- sh /sandbox/tests/e2e.sh
 
+# vsock end to end: a guest probe and a host helper exercise the device directly.
+$(O)/tests/guest-bin/vsock_probe: tests/guest/vsock_probe.c
+	@mkdir -p $(dir $@)
+	$(CC) -static -O2 -std=gnu11 $(WARN) -D_GNU_SOURCE -o $@ $<
+
+$(O)/vsock_host: tests/guest/vsock_host.c
+	@mkdir -p $(dir $@)
+	$(CC) -static -O2 -std=gnu11 $(WARN) -D_GNU_SOURCE -o $@ $<
+
+$(O)/images/vsock.cpio: $(O)/images/init $(O)/tests/guest-bin/vsock_probe images/mkinitramfs
+	images/mkinitramfs $@ $(O)/images/init $(O)/tests/guest-bin/vsock_probe:/bin/vsock_probe
+
+e2e-vsock:
+	$(MAKE) ARCH=arm64 all $(ARM64_TREE)/images/vsock.cpio $(ARM64_TREE)/vsock_host
+	cp tests/guest/vsock_e2e.sh $(ARM64_TREE)/vsock_e2e.sh
+	tests/arm64-host/run --timeout 600 -- sh /sandbox/vsock_e2e.sh
+
 check: format-check unit
 	$(MAKE) fuzz FUZZ_TIME=20
 	$(MAKE) e2e
+	$(MAKE) e2e-vsock
 
 boot:
 	$(MAKE) ARCH=arm64 all
@@ -177,6 +209,21 @@ ifeq ($(HOST_ARCH),arm64)
 	@if [ -c /dev/kvm ]; then $(ARM64_TREE)/sandbox boot; else tests/arm64-host/run -- sandbox boot; fi
 else
 	tests/arm64-host/run -- sandbox boot
+endif
+
+# The main job: example functions through `sandbox run` (directly on an arm64 host with KVM,
+# else inside the arm64 test host).
+demo:
+	@echo "demo: building sandbox, the guest kernel, its initramfs and the examples (cached after the first time)"
+	@$(MAKE) --no-print-directory ARCH=arm64 all
+	@cp examples/demo.sh $(ARM64_TREE)/demo.sh
+ifeq ($(HOST_ARCH),arm64)
+	@if [ -c /dev/kvm ]; then sh $(ARM64_TREE)/demo.sh $(ARM64_TREE); else \
+		echo "demo: no /dev/kvm: running it in the arm64 test host"; \
+		tests/arm64-host/run -- sh /sandbox/demo.sh; fi
+else
+	@echo "demo: this is not an arm64 host: starting the arm64 test host (an emulated arm64 machine with KVM)"
+	@tests/arm64-host/run -- sh /sandbox/demo.sh
 endif
 
 # --- benchmarks (inside the arm64 test host; docs/benchmarks.md) ---------------

@@ -70,6 +70,7 @@ struct pl011 {
 	pthread_t rx_thread;
 	bool rx_started;
 	bool closing;
+	bool paused; /* the receive thread holds input back */
 	pthread_cond_t tx_ready; /* signalled when bytes wait in tx */
 	uint8_t tx[TX_BUF];
 	unsigned int tx_head, tx_count;
@@ -95,11 +96,11 @@ static void update_irq(struct pl011 *u)
 		pr_debug("pl011: cannot set interrupt line %d", u->dev.irq);
 }
 
-size_t pl011__receive(struct pl011 *u, const uint8_t *buf, size_t len)
+/* Called with the lock held. */
+static size_t receive_locked(struct pl011 *u, const uint8_t *buf, size_t len)
 {
 	size_t n = 0;
 
-	pthread_mutex_lock(&u->lock);
 	while (n < len && u->count < fifo_depth(u)) {
 		u->fifo[(u->head + u->count) % FIFO_DEPTH] = buf[n++];
 		u->count++;
@@ -109,6 +110,15 @@ size_t pl011__receive(struct pl011 *u, const uint8_t *buf, size_t len)
 		u->ris |= INT_RX | INT_RT;
 		update_irq(u);
 	}
+	return n;
+}
+
+size_t pl011__receive(struct pl011 *u, const uint8_t *buf, size_t len)
+{
+	size_t n;
+
+	pthread_mutex_lock(&u->lock);
+	n = receive_locked(u, buf, len);
 	pthread_mutex_unlock(&u->lock);
 	return n;
 }
@@ -345,13 +355,15 @@ static void *rx_thread(void *arg)
 			continue;
 		if (n <= 0)
 			break;
-		/* Hold back the host until the guest makes room: no byte is dropped. */
+		/*
+		 * Hold back the host until the guest makes room (no byte is
+		 * dropped), and deliver nothing while the VM is paused.
+		 */
 		pthread_mutex_lock(&u->lock);
 		while (!u->closing) {
-			pthread_mutex_unlock(&u->lock);
-			done += pl011__receive(u, buf + done, n - done);
-			pthread_mutex_lock(&u->lock);
-			if (done == (size_t)n || u->closing)
+			if (!u->paused)
+				done += receive_locked(u, buf + done, n - done);
+			if (done == (size_t)n)
 				break;
 			pthread_cond_wait(&u->room, &u->lock);
 		}
@@ -426,36 +438,74 @@ static int pl011_save(struct device *dev, struct state_buf *b)
 	return state__err(b);
 }
 
+static int pl011_pause(struct device *dev)
+{
+	struct pl011 *u = container_of(dev, struct pl011, dev);
+
+	pthread_mutex_lock(&u->lock);
+	u->paused = true;
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}
+
+static void pl011_resume(struct device *dev)
+{
+	struct pl011 *u = container_of(dev, struct pl011, dev);
+
+	pthread_mutex_lock(&u->lock);
+	u->paused = false;
+	pthread_cond_broadcast(&u->room);
+	pthread_mutex_unlock(&u->lock);
+}
+
 static int pl011_restore(struct device *dev, struct state_reader *r)
 {
 	struct pl011 *u = container_of(dev, struct pl011, dev);
-	unsigned int i, count;
-	bool line;
+	uint32_t regs[9], count, i;
+	uint8_t fifo[FIFO_DEPTH], early[FIFO_DEPTH];
+	unsigned int nearly, kept;
+	bool level;
 
-	pthread_mutex_lock(&u->lock);
-	u->ris = state__get_u32(r) & INT_ALL;
-	u->imsc = state__get_u32(r) & INT_ALL;
-	u->lcr_h = state__get_u32(r) & 0xff;
-	u->cr = state__get_u32(r) & 0xffff;
-	u->ibrd = state__get_u32(r) & 0xffff;
-	u->fbrd = state__get_u32(r) & 0x3f;
-	u->ifls = state__get_u32(r) & 0x3f;
-	u->ilpr = state__get_u32(r) & 0xff;
-	u->dmacr = state__get_u32(r) & 0x7;
-	line = state__get_u8(r);
+	for (i = 0; i < ARRAY_SIZE(regs); i++)
+		regs[i] = state__get_u32(r);
+	(void)state__get_u8(r); /* the line level then: recomputed below */
 	count = state__get_u32(r);
-	u->head = 0;
-	u->count = 0;
-	for (i = 0; i < count && i < FIFO_DEPTH && !state__rerr(r); i++)
-		u->fifo[u->count++] = state__get_u8(r);
+	for (i = 0; i < count && i < FIFO_DEPTH; i++)
+		fifo[i] = state__get_u8(r);
 	if (state__rerr(r) || count > FIFO_DEPTH) {
-		pthread_mutex_unlock(&u->lock);
 		pr_err("pl011: malformed state record");
 		return -EBADMSG;
 	}
-	/* The interrupt controller's saved line level matches; only our shadow is set. */
-	u->line = line;
-	update_irq(u);
+	pthread_mutex_lock(&u->lock);
+	/* Input the receive thread delivered while the VM was being built comes after. */
+	for (nearly = 0; nearly < u->count; nearly++)
+		early[nearly] = u->fifo[(u->head + nearly) % FIFO_DEPTH];
+	u->ris = regs[0] & INT_ALL;
+	u->imsc = regs[1] & INT_ALL;
+	u->lcr_h = regs[2] & 0xff;
+	u->cr = regs[3] & 0xffff;
+	u->ibrd = regs[4] & 0xffff;
+	u->fbrd = regs[5] & 0x3f;
+	u->ifls = regs[6] & 0x3f;
+	u->ilpr = regs[7] & 0xff;
+	u->dmacr = regs[8] & 0x7;
+	memcpy(u->fifo, fifo, count);
+	u->head = 0;
+	u->count = count;
+	kept = 0;
+	while (kept < nearly && u->count < FIFO_DEPTH)
+		u->fifo[u->count++] = early[kept++];
+	if (kept < nearly)
+		pr_debug("pl011: %u input bytes lost to a full FIFO at restore",
+			 nearly - kept);
+	if (u->count)
+		u->ris |= INT_RX | INT_RT;
+	/* Driven whatever the shadow says: the line must match the registers. */
+	level = (u->ris & u->imsc) != 0;
+	u->line = level;
+	if (irq__set_level(u->dev.vm, (uint32_t)u->dev.irq, level) < 0)
+		pr_debug("pl011: cannot set interrupt line %d", u->dev.irq);
+	pthread_cond_broadcast(&u->room);
 	pthread_mutex_unlock(&u->lock);
 	return 0;
 }
@@ -468,6 +518,8 @@ static const struct device_ops pl011_ops = {
 	.fdt_compatible_len = sizeof("arm,pl011\0arm,primecell"),
 	.fdt_props = pl011_fdt_props,
 	.destroy = pl011_destroy,
+	.pause = pl011_pause,
+	.resume = pl011_resume,
 	.save = pl011_save,
 	.restore = pl011_restore,
 };

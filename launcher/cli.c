@@ -19,6 +19,9 @@ const char cli__usage[] =
 	"            print a snapshot's header, sections and memory; verify it\n"
 	"  restore FILE [options]\n"
 	"            run a new VM from a snapshot until it powers off\n"
+	"  run [options] FN [ARGS...]\n"
+	"            run the static executable FN in a fresh VM restored from a\n"
+	"            snapshot; its stdin, stdout, stderr and exit status are ours\n"
 	"  help      show this text\n"
 	"  version   show the version\n"
 	"\n"
@@ -35,6 +38,9 @@ const char cli__usage[] =
 	"                   a virtio-blk disk backed by FILE (repeatable, up to 8;\n"
 	"                   /dev/vda, /dev/vdb, ... in order); root boots from it\n"
 	"                   (root=/dev/vdX, and no default initramfs)\n"
+	"  --vsock cid=N,uds=PATH\n"
+	"                   a virtio-vsock device: guest CID N (3 or more); host\n"
+	"                   processes reach it through the Unix socket PATH\n"
 	"\n"
 	"snapshot create options:\n"
 	"  -o, --output FILE  where to write the snapshot (atomically)\n"
@@ -43,12 +49,23 @@ const char cli__usage[] =
 	"  --ready-line STR   the console line that marks the ready point\n"
 	"                     (default: \"" CLI_DEFAULT_READY_LINE "\")\n"
 	"  --continue         resume the guest after the snapshot, until it ends\n"
+	"  --agent            the ready point is the guest agent's report over\n"
+	"                     vsock (adds sandbox.agent and a vsock device): a\n"
+	"                     base snapshot for sandbox run\n"
 	"\n"
 	"restore options:\n"
 	"  --mem-mode MODE    uffd: memory paged in on demand (default);\n"
 	"                     eager: all memory read before the guest runs;\n"
 	"                     file: a --raw snapshot's memory mapped privately\n"
-	"  --timeout SEC      stop the guest after SEC seconds (default: none)\n";
+	"  --timeout SEC      stop the guest after SEC seconds (default: none)\n"
+	"  --vsock-uds PATH   the host socket for a snapshot with a vsock device\n"
+	"\n"
+	"run options:\n"
+	"  --snapshot FILE    the snapshot to restore (default: the base snapshot,\n"
+	"                     made from the default images on first use and cached)\n"
+	"  --mem-mode MODE    as for restore (default: file for a raw snapshot,\n"
+	"                     else uffd)\n"
+	"  --timeout SEC      kill the VM after SEC seconds (default: none)\n";
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __printf(3, 4);
 
@@ -195,6 +212,10 @@ static int snapshot_flag(int argc, char *const argv[], int *i,
 		o->resume = true;
 		return 1;
 	}
+	if (!strcmp(arg, "--agent")) {
+		o->agent = true;
+		return 1;
+	}
 	if (!strcmp(arg, "-o") || is_flag(arg, "--output")) {
 		v = arg[1] == 'o' ? (*i + 1 < argc ? argv[++*i] : NULL)
 				  : take_value(argc, argv, i, "--output");
@@ -222,13 +243,53 @@ static int snapshot_flag(int argc, char *const argv[], int *i,
 	return 0;
 }
 
+/* --vsock cid=N,uds=PATH, in either order. */
+static int parse_vsock(const char *v, struct boot_opts *b, char *err,
+		       size_t errlen)
+{
+	const char *p = v;
+
+	if (b->vsock_cid)
+		return fail(err, errlen, "only one --vsock");
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		char num[16];
+
+		if (n > 4 && !strncmp(p, "cid=", 4) && n - 4 < sizeof(num)) {
+			memcpy(num, p + 4, n - 4);
+			num[n - 4] = '\0';
+			if (number_flag("--vsock cid", num, 3, UINT32_MAX / 2,
+					&b->vsock_cid, err, errlen))
+				return -EINVAL;
+		} else if (n > 4 && !strncmp(p, "uds=", 4)) {
+			if (n - 4 >= sizeof(b->vsock_uds))
+				return fail(err, errlen,
+					    "--vsock: path too long");
+			memcpy(b->vsock_uds, p + 4, n - 4);
+			b->vsock_uds[n - 4] = '\0';
+		} else {
+			return fail(err, errlen,
+				    "--vsock: unknown option '%.*s'", (int)n,
+				    p);
+		}
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	if (!b->vsock_cid || !b->vsock_uds[0])
+		return fail(err, errlen, "--vsock %s: needs cid=N and uds=PATH",
+			    v);
+	return 0;
+}
+
 static int parse_boot(int argc, char *const argv[], int i, struct boot_opts *b,
 		      struct snapshot_opts *snap, char *err, size_t errlen)
 {
-	static const char *const valued[] = { "--kernel",  "--initrd",
-					      "--cmdline", "--mem",
-					      "--vcpus",   "--timeout",
-					      "--drive" };
+	static const char *const valued[] = {
+		"--kernel", "--initrd",	 "--cmdline", "--mem",
+		"--vcpus",  "--timeout", "--drive",   "--vsock",
+	};
 	int r;
 
 	for (; i < argc; i++) {
@@ -270,6 +331,10 @@ static int parse_boot(int argc, char *const argv[], int i, struct boot_opts *b,
 			r = parse_drive(v, b, err, errlen);
 			if (r)
 				return r;
+		} else if (!strcmp(flag, "--vsock")) {
+			r = parse_vsock(v, b, err, errlen);
+			if (r)
+				return r;
 		} else if (!strcmp(flag, "--mem")) {
 			r = number_flag(flag, v, CLI_MIN_MEM_MIB,
 					CLI_MAX_MEM_MIB, &b->mem_mib, err,
@@ -305,6 +370,70 @@ static int parse_boot(int argc, char *const argv[], int i, struct boot_opts *b,
 	return 0;
 }
 
+static int mem_mode(const char *v, enum cli_mem_mode *out, char *err,
+		    size_t errlen)
+{
+	if (!strcmp(v, "uffd"))
+		*out = CLI_MEM_UFFD;
+	else if (!strcmp(v, "eager"))
+		*out = CLI_MEM_EAGER;
+	else if (!strcmp(v, "file"))
+		*out = CLI_MEM_FILE;
+	else
+		return fail(err, errlen,
+			    "--mem-mode %s: not uffd, eager or file", v);
+	return 0;
+}
+
+/* Options stop at the function: what follows it is the function's own argv. */
+static int parse_run(int argc, char *const argv[], int i, struct run_opts *o,
+		     char *err, size_t errlen)
+{
+	const char *v;
+
+	for (; i < argc; i++) {
+		const char *arg = argv[i];
+
+		if (!strcmp(arg, "--")) {
+			i++;
+			break;
+		}
+		if (arg[0] != '-' || !arg[1])
+			break;
+		if (is_flag(arg, "--snapshot")) {
+			v = take_value(argc, argv, &i, "--snapshot");
+			if (!v || !*v)
+				return fail(err, errlen,
+					    "--snapshot needs a file");
+			o->snapshot = v;
+		} else if (is_flag(arg, "--mem-mode")) {
+			v = take_value(argc, argv, &i, "--mem-mode");
+			if (!v)
+				return fail(err, errlen,
+					    "--mem-mode needs a value");
+			if (mem_mode(v, &o->mem_mode, err, errlen))
+				return -EINVAL;
+			o->mem_mode_set = true;
+		} else if (is_flag(arg, "--timeout")) {
+			v = take_value(argc, argv, &i, "--timeout");
+			if (!v)
+				return fail(err, errlen,
+					    "--timeout needs a value");
+			if (number_flag("--timeout", v, 0, CLI_MAX_TIMEOUT_S,
+					&o->timeout_s, err, errlen))
+				return -EINVAL;
+		} else {
+			return fail(err, errlen, "run: unknown option '%s'",
+				    arg);
+		}
+	}
+	if (i >= argc || !*argv[i])
+		return fail(err, errlen, "run needs a function to run");
+	o->fn = argv[i];
+	o->args = &argv[i];
+	return 0;
+}
+
 static int parse_restore(int argc, char *const argv[], int i,
 			 struct restore_opts *o, char *err, size_t errlen)
 {
@@ -318,17 +447,8 @@ static int parse_restore(int argc, char *const argv[], int i,
 			if (!v)
 				return fail(err, errlen,
 					    "--mem-mode needs a value");
-			if (!strcmp(v, "uffd"))
-				o->mem_mode = CLI_MEM_UFFD;
-			else if (!strcmp(v, "eager"))
-				o->mem_mode = CLI_MEM_EAGER;
-			else if (!strcmp(v, "file"))
-				o->mem_mode = CLI_MEM_FILE;
-			else
-				return fail(
-					err, errlen,
-					"--mem-mode %s: not uffd, eager or file",
-					v);
+			if (mem_mode(v, &o->mem_mode, err, errlen))
+				return -EINVAL;
 		} else if (is_flag(arg, "--timeout")) {
 			v = take_value(argc, argv, &i, "--timeout");
 			if (!v)
@@ -337,6 +457,12 @@ static int parse_restore(int argc, char *const argv[], int i,
 			if (number_flag("--timeout", v, 0, CLI_MAX_TIMEOUT_S,
 					&o->timeout_s, err, errlen))
 				return -EINVAL;
+		} else if (is_flag(arg, "--vsock-uds")) {
+			v = take_value(argc, argv, &i, "--vsock-uds");
+			if (!v || !*v)
+				return fail(err, errlen,
+					    "--vsock-uds needs a path");
+			o->vsock_uds = v;
 		} else if (arg[0] == '-' && arg[1]) {
 			return fail(err, errlen, "restore: unknown option '%s'",
 				    arg);
@@ -416,6 +542,10 @@ int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
 	if (!strcmp(cmd, "restore")) {
 		out->cmd = CLI_RESTORE;
 		return parse_restore(argc, argv, 2, &out->restore, err, errlen);
+	}
+	if (!strcmp(cmd, "run")) {
+		out->cmd = CLI_RUN;
+		return parse_run(argc, argv, 2, &out->run, err, errlen);
 	}
 	return fail(err, errlen, "unknown command '%s'", cmd);
 }

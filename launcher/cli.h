@@ -32,6 +32,16 @@ enum {
 	EXIT_SNAP_INCOMPATIBLE = 107,
 	/* snapshot create: the guest powered off or stopped before its ready line. */
 	EXIT_NOT_READY = 108,
+	/* run: the function file is missing or unreadable. */
+	EXIT_FN_MISSING = 109,
+	/* run: the function is not an ELF executable. */
+	EXIT_FN_NOT_ELF = 110,
+	/* run: the function is an ELF for another architecture. */
+	EXIT_FN_WRONG_ARCH = 111,
+	/* run: the function does not fit in the guest's memory. */
+	EXIT_FN_TOO_BIG = 112,
+	/* run: the guest agent could not start the function (the message says why). */
+	EXIT_FN_NOT_RUN = 113,
 };
 
 enum cli_cmd {
@@ -41,6 +51,7 @@ enum cli_cmd {
 	CLI_SNAPSHOT_CREATE,
 	CLI_SNAPSHOT_INSPECT,
 	CLI_RESTORE,
+	CLI_RUN,
 };
 
 /* How a restored VM gets its memory (--mem-mode). */
@@ -83,6 +94,8 @@ struct boot_opts {
 	struct drive_opts drives[CLI_MAX_DRIVES];
 	unsigned int nr_drives;
 	int root_drive; /* index into drives, or -1 */
+	unsigned int vsock_cid; /* --vsock cid=N,uds=PATH; 0: no vsock */
+	char vsock_uds[CLI_PATH_MAX];
 };
 
 /* sandbox snapshot create -o FILE [--level N | --raw] [--ready-line STR] [boot options] */
@@ -92,6 +105,7 @@ struct snapshot_opts {
 	bool raw; /* uncompressed memory, for --mem-mode file */
 	const char *ready_line; /* console line that marks the ready point */
 	bool resume; /* --continue: the VM runs on after the snapshot */
+	bool agent; /* --agent: ready when the guest agent reports it, over vsock */
 };
 
 /* sandbox restore FILE [--mem-mode MODE] [--timeout SEC] */
@@ -99,6 +113,18 @@ struct restore_opts {
 	const char *snapshot;
 	enum cli_mem_mode mem_mode;
 	unsigned int timeout_s; /* 0: none */
+	const char *vsock_uds; /* --vsock-uds PATH */
+};
+
+/* sandbox run [--snapshot FILE] [--timeout SEC] [--mem-mode MODE] FN [ARGS...] */
+struct run_opts {
+	const char *snapshot; /* NULL: the cached base snapshot */
+	unsigned int timeout_s; /* 0: none */
+	enum cli_mem_mode mem_mode;
+	bool mem_mode_set;
+	const char *fn;
+	char *const *
+		args; /* argv for the function: args[0] is FN, NULL-terminated */
 };
 
 struct cli {
@@ -107,6 +133,7 @@ struct cli {
 	struct snapshot_opts
 		snap; /* snapshot create; .output is inspect's FILE */
 	struct restore_opts restore;
+	struct run_opts run;
 };
 
 /*

@@ -118,6 +118,16 @@ static void park(struct vcpu *vcpu)
 {
 	struct vm *vm = vcpu->vm;
 
+	/*
+	 * An MMIO load or store that exited to us is finished by the kernel
+	 * only on the next KVM_RUN (the register write-back and the PC step).
+	 * Saved half-done, a restored guest would repeat it: enter once with
+	 * immediate_exit set, which completes it and runs no guest code.
+	 */
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_RELEASE);
+	if (ioctl(vcpu->fd, KVM_RUN, 0) == 0 || errno != EINTR)
+		pr_debug("vCPU %u: completing the last exit before parking: %s",
+			 vcpu->id, strerror(errno));
 	pthread_mutex_lock(&vm->lock);
 	vm->nr_parked++;
 	pthread_cond_broadcast(&vm->parked);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../devices/virtio/blk.h"
+#include "../devices/virtio/vsock.h"
 #include "../snapshot/pager.h"
 #include "log.h"
 #include "vcpu.h"
@@ -106,6 +107,13 @@ static int check_config(const struct vm_config *cfg)
 		pr_err("%u drives: at most %d", cfg->nr_drives, VM_MAX_DRIVES);
 		return -EINVAL;
 	}
+	if (cfg->vsock_cid &&
+	    (cfg->vsock_cid < 3 || cfg->vsock_cid > UINT32_MAX ||
+	     !cfg->vsock_uds)) {
+		pr_err("vsock: the guest CID must be 3 to %u, with a socket path",
+		       UINT32_MAX);
+		return -EINVAL;
+	}
 	if (!cfg->kernel_path || !cfg->cmdline) {
 		pr_err("no kernel or no command line given");
 		return -EINVAL;
@@ -190,6 +198,36 @@ static int add_drives(struct vm *vm)
 	return 0;
 }
 
+/* virtio-vsock, in the virtio-mmio slot after the drives. */
+static int add_vsock(struct vm *vm, const struct vm_config *cfg)
+{
+	struct vsock_config vc = {
+		.guest_cid = cfg->vsock_cid,
+		.uds_path = cfg->vsock_uds,
+	};
+	struct device *dev;
+	uint32_t irq;
+	int err;
+
+	if (!cfg->vsock_cid)
+		return 0;
+	err = vm__alloc_irq(vm, &irq);
+	if (err)
+		return err;
+	err = virtio_vsock__new(
+		vm, ARCH_VIRTIO_BASE + vm->nr_drives * ARCH_VIRTIO_STRIDE, irq,
+		&vc, &dev);
+	if (err)
+		return err;
+	err = vm__add_device(vm, dev);
+	if (err) {
+		dev->ops->destroy(dev);
+		return err;
+	}
+	vm->vsock_cid = cfg->vsock_cid;
+	return 0;
+}
+
 /*
  * Builds a VM in the order KVM requires: memory, irqchip, vCPUs, devices
  * (the irqchip initialised before irqfds), then either the boot images or,
@@ -255,6 +293,9 @@ static int build(const struct vm_config *cfg, struct snap *from,
 	if (err)
 		goto fail;
 	err = add_drives(vm);
+	if (err)
+		goto fail;
+	err = add_vsock(vm, cfg);
 	if (err)
 		goto fail;
 	if (!from) {
@@ -412,12 +453,15 @@ int vm__run(struct vm *vm, unsigned int timeout_ms, enum vm_exit *why)
 		vm->pause_requested = false;
 		pthread_mutex_unlock(&vm->lock);
 		err = pause_vm(vm);
-		if (!err) {
+		pthread_mutex_lock(&vm->lock);
+		/* A vCPU may have ended the VM (power-off, panic) while it paused. */
+		if (!err && vm->exit == VM_EXIT_NONE) {
+			pthread_mutex_unlock(&vm->lock);
 			*why = VM_EXIT_PAUSED;
 			return 0;
 		}
-		vm__request_stop(vm, VM_EXIT_ERROR);
-		pthread_mutex_lock(&vm->lock);
+		if (err && vm->exit == VM_EXIT_NONE)
+			vm->exit = VM_EXIT_ERROR;
 	}
 	*why = vm->exit;
 	pthread_mutex_unlock(&vm->lock);

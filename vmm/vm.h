@@ -30,6 +30,8 @@ struct vm_config {
 	struct blk_drive
 		drives[VM_MAX_DRIVES]; /* virtio-blk, in /dev/vdX order */
 	unsigned int nr_drives;
+	uint64_t vsock_cid; /* virtio-vsock guest CID (>= 3), or 0 for none */
+	const char *vsock_uds; /* its host-side Unix socket path */
 };
 
 /* Restore from a snapshot (vm__restore()): how guest memory is provided. */
@@ -81,6 +83,7 @@ struct vm {
 	char *drive_paths[VM_MAX_DRIVES];
 	struct blk_drive drives[VM_MAX_DRIVES];
 	unsigned int nr_drives;
+	uint64_t vsock_cid; /* 0: none */
 	struct pager *pager; /* restored VMs: provides guest memory */
 
 	bool arch_inited; /* vm__arch_init() was called: vm__arch_exit() owes an unwind */
@@ -137,6 +140,8 @@ struct vm_restore_opts {
 	enum vm_mem_mode mem_mode;
 	int console_in; /* -1: none */
 	int console_out;
+	const char
+		*vsock_uds; /* host socket of the vsock device, if it has one */
 };
 
 /*

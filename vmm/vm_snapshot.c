@@ -33,6 +33,7 @@ static void save_config(struct vm *vm, struct state_buf *b)
 			b, (vm->drives[i].ro ? DRIVE_RO : 0) |
 				   (vm->drives[i].direct ? DRIVE_DIRECT : 0));
 	}
+	state__put_u64(b, vm->vsock_cid);
 }
 
 /* Each device: its name and base (to match it on restore), then its record. */
@@ -147,6 +148,7 @@ static int load_config(const struct snap *s, struct restored_config *rc)
 		rc->cfg.drives[i].ro = flags & DRIVE_RO;
 		rc->cfg.drives[i].direct = flags & DRIVE_DIRECT;
 	}
+	rc->cfg.vsock_cid = state__get_u64(&r);
 	if (state__rerr(&r) || state__left(&r) ||
 	    rc->cfg.nr_drives > VM_MAX_DRIVES) {
 		pr_err("snapshot: malformed configuration record");
@@ -242,6 +244,12 @@ int vm__restore(struct snap *s, const struct vm_restore_opts *o,
 		goto out;
 	rc->cfg.console_in = o->console_in;
 	rc->cfg.console_out = o->console_out;
+	rc->cfg.vsock_uds = o->vsock_uds;
+	if (rc->cfg.vsock_cid && !o->vsock_uds) {
+		pr_err("the snapshot's VM has a vsock device: give it a socket path");
+		err = -EINVAL;
+		goto out;
+	}
 	err = vm__build_restored(&rc->cfg, s, o->mem_mode, &vm);
 	if (err)
 		goto out;

@@ -401,8 +401,10 @@ static int blk_restore(void *dev, struct state_reader *r)
 	uint64_t sectors = state__get_u64(r);
 	uint64_t features = state__get_u64(r);
 
-	if (state__rerr(r))
+	if (state__rerr(r)) {
+		pr_err("virtio-blk: malformed state record");
 		return -EBADMSG;
+	}
 	if (sectors != blk->disk.sectors || features != blk->features) {
 		pr_err("virtio-blk %s: the disk differs from the snapshot's (%llu sectors, features 0x%llx; now %llu, 0x%llx)",
 		       blk_engine__id(blk->eng), (unsigned long long)sectors,

@@ -119,7 +119,7 @@ static void reset_device(struct virtio_mmio *t)
 {
 	unsigned int i;
 
-	if (t->active && !t->paused)
+	if (t->active && (!t->paused || t->ops->pause))
 		t->ops->reset(t->vdev);
 	t->active = false;
 	t->paused = false;
@@ -400,7 +400,8 @@ static void mmio_destroy(struct device *dev)
 	struct virtio_mmio *t = container_of(dev, struct virtio_mmio, dev);
 
 	pthread_mutex_lock(&t->lock);
-	if (t->active && !t->paused)
+	/* A device paused through its own hook still holds its state. */
+	if (t->active && (!t->paused || t->ops->pause))
 		t->ops->reset(t->vdev);
 	t->active = false;
 	t->paused = false;
@@ -419,18 +420,26 @@ static int mmio_fdt_props(struct device *dev, void *fdt, uint32_t clock_phandle)
 	return fdt_property(fdt, "dma-coherent", NULL, 0) < 0 ? -ENOSPC : 0;
 }
 
-/* The vCPUs are parked, so the register file is ours; the device's thread stops. */
+/*
+ * The vCPUs are parked, so the register file is ours; the device's thread
+ * stops. A device with a pause hook keeps its own state through it; the
+ * others are stopped as by a reset and started again by activate().
+ */
 static int mmio_pause(struct device *dev)
 {
 	struct virtio_mmio *t = container_of(dev, struct virtio_mmio, dev);
+	int err = 0;
 
 	pthread_mutex_lock(&t->lock);
 	if (t->active && !t->paused) {
-		t->ops->reset(t->vdev);
-		t->paused = true;
+		if (t->ops->pause)
+			err = t->ops->pause(t->vdev);
+		else
+			t->ops->reset(t->vdev);
+		t->paused = !err;
 	}
 	pthread_mutex_unlock(&t->lock);
-	return 0;
+	return err;
 }
 
 static void mmio_resume(struct device *dev)
@@ -441,11 +450,13 @@ static void mmio_resume(struct device *dev)
 	pthread_mutex_lock(&t->lock);
 	if (t->paused) {
 		t->paused = false;
-		err = t->ops->activate(t->vdev);
+		err = t->ops->resume ? t->ops->resume(t->vdev)
+				     : t->ops->activate(t->vdev);
 		if (err) {
 			pr_err("%s: cannot restart the device: %s",
 			       t->ops->name, strerror(-err));
-			t->active = false;
+			/* Still active with a hook: its kept state awaits reset(). */
+			t->active = t->ops->resume != NULL;
 			__atomic_store_n(&t->broken, true, __ATOMIC_SEQ_CST);
 		}
 	}
@@ -501,14 +512,21 @@ static int mmio_restore(struct device *dev, struct state_reader *r)
 	t->drv_features_sel = state__get_u32(r);
 	t->drv_features = state__get_u64(r);
 	t->queue_sel = state__get_u32(r);
-	for (i = 0; i < t->ops->nr_queues && !err; i++)
+	for (i = 0; i < t->ops->nr_queues && !err; i++) {
 		err = virtq__restore(&t->vqs[i], r);
-	if (!err && t->ops->restore)
-		err = t->ops->restore(t->vdev, r);
+		if (!err && t->vqs[i].size > t->ops->queue_max)
+			err = -EBADMSG;
+	}
 	if (err || state__rerr(r)) {
 		pr_err("%s: malformed state record", t->ops->name);
 		err = -EBADMSG;
 		goto out;
+	}
+	/* The device kind logs its own refusal. */
+	if (t->ops->restore) {
+		err = t->ops->restore(t->vdev, r);
+		if (err)
+			goto out;
 	}
 	if ((t->status & VIRTIO_STATUS_FEATURES_OK) &&
 	    !features_acceptable(t)) {

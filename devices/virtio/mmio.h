@@ -59,6 +59,23 @@ struct virtio_dev_ops {
 	/* Frees the device kind's object. */
 	void (*destroy)(void *dev);
 	/*
+	 * Pausing for a snapshot (both optional, together or not at all).
+	 * Without them the transport pauses with reset() and resumes with
+	 * activate(), which suits a device whose state all lives in the
+	 * queues. A device with state of its own beyond them (vsock's
+	 * connections) keeps it: pause() returns, like reset(), only when
+	 * nothing touches guest memory or the queues any more, but forgets
+	 * nothing; resume() serves again from where pause() stopped. Both are
+	 * called only while the device is active (after activate(), before
+	 * reset()); reset() may follow pause() without a resume() in between,
+	 * and must then drop the kept state. pause(): 0, or -errno after
+	 * logging and the device still serving (the VM's pause fails).
+	 * resume(): 0, or -errno after logging, which the transport reports
+	 * to the driver as NEEDS_RESET, as for a failed activate().
+	 */
+	int (*pause)(void *dev);
+	int (*resume)(void *dev);
+	/*
 	 * Snapshots (optional): the device kind's own state beyond what the
 	 * transport saves (registers, features, queues). restore() runs on a
 	 * device created with the same configuration, before activate(), and

@@ -390,11 +390,156 @@ t_snapshot_not_ready() {
 	ok snapshot_not_ready
 }
 
+# --- sandbox run -------------------------------------------------------------------
+EX=${EX:-/sandbox/examples}
+# The base snapshot is made by the first run, in a cache of this test's own.
+export SANDBOX_CACHE="$tmp/cache"
+
+# frun NAME ARGS...: sandbox run ARGS, stdout in $tmp/out, stderr in $tmp/err, status in $rc.
+frun() {
+	name=$1
+	shift
+	start=$(now_cs)
+	"$SANDBOX" run "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+	rc=$?
+	elapsed=$(($(now_cs) - start))
+}
+
+errhas() {
+	grep -q -- "$1" "$tmp/err"
+}
+
+t_run_hello() {
+	frun run_hello "$EX/hello" a b
+	[ $rc -eq 0 ] || { cat "$tmp/err" >>"$tmp/out"; bad run_hello "exit status $rc"; return; }
+	[ "$(cat "$tmp/out")" = "Hello from a sandboxed function! a b" ] || { bad run_hello "stdout is not exactly the function's"; return; }
+	frun run_hello "$EX/hello" warm
+	[ $rc -eq 0 ] || { bad run_hello "second run: exit status $rc"; return; }
+	echo "  timing: sandbox run hello (base snapshot cached) took $((elapsed / 100)).$(printf %02d $((elapsed % 100))) s"
+	ok run_hello
+}
+
+t_run_exit_codes() {
+	frun run_exit_codes "$EX/exitcode" 7
+	[ $rc -eq 7 ] || { bad run_exit_codes "exit status $rc, expected 7"; return; }
+	errhas "exiting with status 7" || { bad run_exit_codes "stderr not passed on"; return; }
+	frun run_exit_codes "$EX/exitcode" 0
+	[ $rc -eq 0 ] || { bad run_exit_codes "exit status $rc, expected 0"; return; }
+	# Killed by a signal: 128 + N, like a shell. The OOM killer sends SIGKILL.
+	frun run_exit_codes "$EX/hog"
+	[ $rc -eq 137 ] || { bad run_exit_codes "hog: exit status $rc, expected 137 (SIGKILL)"; return; }
+	ok run_exit_codes
+}
+
+t_run_stdin() {
+	# 1 MiB through the function's stdin and back, unchanged.
+	dd if=/dev/urandom of="$tmp/in" bs=1024 count=1024 2>/dev/null
+	"$SANDBOX" run "$EX/copy" <"$tmp/in" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	[ $rc -eq 0 ] || { bad run_stdin "copy: exit status $rc"; return; }
+	[ "$(sha256sum <"$tmp/in")" = "$(sha256sum <"$tmp/out")" ] || { bad run_stdin "1 MiB came back different ($(wc -c <"$tmp/out") bytes)"; return; }
+	# The same binary run natively here (the test host is arm64) agrees with the sandboxed one.
+	"$SANDBOX" run "$EX/cksum" <"$tmp/in" >"$tmp/out" 2>"$tmp/err"
+	[ "$(cat "$tmp/out")" = "$("$EX/cksum" <"$tmp/in")" ] || { bad run_stdin "cksum differs from a native run"; return; }
+	rm -f "$tmp/in"
+	ok run_stdin
+}
+
+t_run_random_differs() {
+	# Two restores of one snapshot at once must not share random numbers.
+	("$SANDBOX" run "$EX/random" >"$tmp/r1" 2>&1 </dev/null) &
+	("$SANDBOX" run "$EX/random" >"$tmp/r2" 2>&1 </dev/null) &
+	wait
+	cat "$tmp/r1" "$tmp/r2" >"$tmp/out"
+	[ "$(wc -c <"$tmp/r1")" -eq 33 ] && [ "$(wc -c <"$tmp/r2")" -eq 33 ] || { bad run_random_differs "no random output"; return; }
+	cmp -s "$tmp/r1" "$tmp/r2" && { bad run_random_differs "both VMs printed $(cat "$tmp/r1")"; return; }
+	ok run_random_differs
+}
+
+t_run_timeout() {
+	frun run_timeout --timeout 3 "$EX/burn"
+	[ $rc -eq 104 ] || { bad run_timeout "exit status $rc, expected 104"; return; }
+	errhas "timeout" || { bad run_timeout "no message"; return; }
+	[ $elapsed -lt 2000 ] || { bad run_timeout "took $elapsed cs"; return; }
+	ok run_timeout
+}
+
+t_run_panic() {
+	frun run_panic --timeout 120 "$EX/panic"
+	[ $rc -eq 103 ] || { bad run_panic "exit status $rc, expected 103"; return; }
+	errhas "panicked" || { bad run_panic "no message"; return; }
+	ok run_panic
+}
+
+t_run_isolated() {
+	# A fork bomb and a memory hog beside a well-behaved function: it is not affected.
+	("$SANDBOX" run --timeout 20 "$EX/forkbomb" >"$tmp/bomb" 2>&1 </dev/null; echo $? >"$tmp/bomb.rc") &
+	("$SANDBOX" run "$EX/hog" >"$tmp/hog" 2>&1 </dev/null; echo $? >"$tmp/hog.rc") &
+	sleep 1
+	frun run_isolated "$EX/hello" beside
+	wait
+	[ $rc -eq 0 ] || { bad run_isolated "hello beside them: exit status $rc"; return; }
+	[ "$(cat "$tmp/out")" = "Hello from a sandboxed function! beside" ] || { bad run_isolated "hello's output changed"; return; }
+	[ "$(cat "$tmp/bomb.rc")" = 104 ] || { bad run_isolated "fork bomb: exit status $(cat "$tmp/bomb.rc"), expected 104"; return; }
+	[ "$(cat "$tmp/hog.rc")" = 137 ] || { bad run_isolated "hog: exit status $(cat "$tmp/hog.rc"), expected 137"; return; }
+	ok run_isolated
+}
+
+t_run_bad_input() {
+	frun run_bad_input "$tmp/nonexistent"
+	[ $rc -eq 109 ] || { bad run_bad_input "missing: exit status $rc, expected 109"; return; }
+	echo "#!/bin/sh" >"$tmp/notelf"
+	frun run_bad_input "$tmp/notelf"
+	[ $rc -eq 110 ] || { bad run_bad_input "not ELF: exit status $rc, expected 110"; return; }
+	# An x86_64 ELF header: e_machine 62.
+	{ printf '\177ELF\002\001\001\000\000\000\000\000\000\000\000\000\002\000\076\000'; head -c 100 /dev/zero; } >"$tmp/x86"
+	frun run_bad_input "$tmp/x86"
+	[ $rc -eq 111 ] || { bad run_bad_input "x86_64 ELF: exit status $rc, expected 111"; return; }
+	errhas "machine 62" || { bad run_bad_input "arch not named"; return; }
+	{ head -c 64 "$EX/hello"; head -c $((100 << 20)) /dev/zero; } >"$tmp/big"
+	frun run_bad_input "$tmp/big"
+	rm -f "$tmp/big"
+	[ $rc -eq 112 ] || { bad run_bad_input "100 MiB function: exit status $rc, expected 112"; return; }
+	frun run_bad_input --snapshot "$tmp/nonexistent.snap" "$EX/hello"
+	[ $rc -eq 101 ] || { bad run_bad_input "missing snapshot: exit status $rc, expected 101"; return; }
+	echo "garbage" >"$tmp/garbage.snap"
+	frun run_bad_input --snapshot "$tmp/garbage.snap" "$EX/hello"
+	[ $rc -ge 105 ] && [ $rc -le 106 ] || { bad run_bad_input "corrupt snapshot: exit status $rc"; return; }
+	frun run_bad_input --bogus "$EX/hello"
+	[ $rc -eq 2 ] || { bad run_bad_input "bad flag: exit status $rc, expected 2"; return; }
+	rm -f "$tmp/notelf" "$tmp/x86" "$tmp/garbage.snap"
+	ok run_bad_input
+}
+
+t_run_no_leaks() {
+	# Many sequential runs: no process, socket directory or file is left behind.
+	n=${LEAK_RUNS:-200}
+	before=$(ls /tmp | wc -l)
+	i=0
+	: >"$tmp/lat"
+	while [ $i -lt $n ]; do
+		s0=$(now_cs)
+		"$SANDBOX" run "$EX/hello" $i >"$tmp/out" 2>&1 </dev/null || { bad run_no_leaks "run $i failed"; return; }
+		echo $(($(now_cs) - s0)) >>"$tmp/lat"
+		i=$((i + 1))
+	done
+	after=$(ls /tmp | wc -l)
+	[ "$before" = "$after" ] || { bad run_no_leaks "/tmp went from $before to $after entries: $(ls /tmp)"; return; }
+	ls -d /tmp/sandbox-* >/dev/null 2>&1 && { bad run_no_leaks "socket directories left"; return; }
+	pgrep -f "sandbox run" >/dev/null 2>&1 && { bad run_no_leaks "sandbox processes left"; return; }
+	med=$(sort -n "$tmp/lat" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+	p99=$(sort -n "$tmp/lat" | awk '{ a[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; print a[i] }')
+	echo "  timing: $n sequential sandbox run hello: median ${med}0 ms, p99 ${p99}0 ms"
+	ok run_no_leaks
+}
+
 all="boot_hello boot_log two_vcpus one_vcpu reboot_ends_vm guest_panic timeout
 not_an_image missing_files too_small bad_flag no_root_panics
 root_boot_persists read_only_drive dd_64mib missing_drive
 snapshot_create snapshot_continue snapshot_inspect restore_uffd restore_eager restore_file
-restore_raw_uffd restore_two_vcpus restore_four restore_block snapshot_corrupt snapshot_not_ready"
+restore_raw_uffd restore_two_vcpus restore_four restore_block snapshot_corrupt snapshot_not_ready
+run_hello run_exit_codes run_stdin run_random_differs run_timeout run_panic run_isolated
+run_bad_input run_no_leaks"
 [ $# -gt 0 ] && all="$*"
 for t in $all; do
 	"t_$t"

@@ -305,3 +305,35 @@ Test(cli, restore_rejects_bad_arguments)
 	cr_assert_eq(PARSE(&c, "restore", "/s", "--timeout", "x"), -EINVAL);
 	cr_assert_eq(PARSE(&c, "restore", "/s", "--kernel", "/k"), -EINVAL);
 }
+
+Test(cli, vsock_takes_a_cid_and_a_socket)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "boot", "--vsock", "cid=3,uds=/tmp/v.sock"), 0,
+		     "%s", err);
+	cr_assert_eq(c.boot.vsock_cid, 3);
+	cr_assert_str_eq(c.boot.vsock_uds, "/tmp/v.sock");
+	cr_assert_eq(PARSE(&c, "boot", "--vsock=uds=/v,cid=42"), 0, "%s", err);
+	cr_assert_eq(c.boot.vsock_cid, 42);
+	cr_assert_eq(PARSE(&c, "boot"), 0);
+	cr_assert_eq(c.boot.vsock_cid, 0);
+	cr_assert_eq(PARSE(&c, "restore", "/s", "--vsock-uds", "/v"), 0);
+	cr_assert_str_eq(c.restore.vsock_uds, "/v");
+}
+
+Test(cli, vsock_rejects_bad_values)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "boot", "--vsock", "cid=2,uds=/v"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "boot", "--vsock", "cid=3"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "boot", "--vsock", "uds=/v"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "boot", "--vsock", "cid=x,uds=/v"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "boot", "--vsock", "cid=3,uds=/v,port=1"),
+		     -EINVAL);
+	cr_assert_eq(PARSE(&c, "boot", "--vsock", "cid=3,uds=/v", "--vsock",
+			   "cid=4,uds=/w"),
+		     -EINVAL);
+	cr_assert_eq(PARSE(&c, "restore", "/s", "--vsock-uds"), -EINVAL);
+}

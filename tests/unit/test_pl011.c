@@ -274,3 +274,65 @@ Test(pl011, restore_refuses_a_bad_record)
 	cr_assert_eq(dev->ops->restore(dev, &r), -EBADMSG);
 	state__exit(&b);
 }
+
+/* Polls the flag register until the receive FIFO holds data or ~2 s pass. */
+static bool rx_arrives(struct device *d)
+{
+	struct timespec ts = { 0, 1000000 };
+	uint32_t fr;
+
+	for (int tries = 0; tries < 2000; tries++) {
+		d->ops->mmio_read(d, FR, &fr, 4);
+		if (!(fr & FR_RXFE))
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+Test(pl011_input, pause_holds_input_back_and_restore_keeps_it)
+{
+	struct timespec wait = { 0, 50000000 };
+	struct state_reader r;
+	struct state_buf b;
+	struct pl011 *u;
+	struct device *d;
+	int in[2], o[2];
+	uint32_t v = 0, fr;
+
+	fakes_reset();
+	cr_assert_eq(pipe(in), 0);
+	cr_assert_eq(pipe(o), 0);
+	cr_assert_eq(pl011__new(NULL, 0x9000000, IRQ, in[0], o[1], &u), 0);
+	d = pl011__device(u);
+	cr_assert_eq(d->ops->pause(d), 0);
+	cr_assert_eq(write(in[1], "p", 1), 1);
+	nanosleep(&wait, NULL);
+	d->ops->mmio_read(d, FR, &fr, 4);
+	cr_assert(fr & FR_RXFE, "input reached a paused UART");
+	d->ops->resume(d);
+	cr_assert(rx_arrives(d));
+	d->ops->mmio_read(d, DR, &v, 4);
+	cr_assert_eq(v, 'p');
+
+	/* A byte taken in before the restore stays, after the saved FIFO. */
+	state__init(&b);
+	cr_assert_eq(pl011__receive(u, (const uint8_t *)"s", 1), 1);
+	cr_assert_eq(d->ops->save(d, &b), 0);
+	d->ops->mmio_read(d, DR, &v, 4);
+	cr_assert_eq(write(in[1], "e", 1), 1);
+	cr_assert(rx_arrives(d));
+	state__reader(&r, b.data, b.len);
+	cr_assert_eq(d->ops->restore(d, &r), 0);
+	d->ops->mmio_read(d, DR, &v, 4);
+	cr_assert_eq(v, 's');
+	d->ops->mmio_read(d, DR, &v, 4);
+	cr_assert_eq(v, 'e');
+	cr_assert(fake_irq_level[IRQ] == false);
+	state__exit(&b);
+	d->ops->destroy(d);
+	close(in[0]);
+	close(in[1]);
+	close(o[0]);
+	close(o[1]);
+}

@@ -64,9 +64,12 @@ static int reg_list(struct vcpu *vcpu, struct kvm_reg_list **out)
 	struct kvm_reg_list probe = { .n = 0 }, *list;
 
 	/* The first call fails with E2BIG and says how many there are. */
-	if (ioctl(vcpu->fd, KVM_GET_REG_LIST, &probe) == 0 || errno != E2BIG ||
-	    probe.n > MAX_REGS)
+	if (ioctl(vcpu->fd, KVM_GET_REG_LIST, &probe) == 0)
 		return -EIO;
+	if (errno != E2BIG)
+		return -errno;
+	if (probe.n > MAX_REGS)
+		return -E2BIG;
 	list = calloc(1, sizeof(*list) + probe.n * sizeof(list->reg[0]));
 	if (!list)
 		return -ENOMEM;
@@ -169,19 +172,20 @@ static int restore_vcpu(struct vcpu *vcpu, struct state_reader *r)
 		if (ioctl(vcpu->fd, KVM_SET_ONE_REG, &reg) < 0) {
 			int err = -errno;
 
-			pr_err("vCPU %u: register 0x%llx: %s", vcpu->id,
-			       (unsigned long long)id, strerror(-err));
-			return err == -ENOENT || err == -EINVAL ? -EBADMSG
-								: err;
+			pr_err("vCPU %u: this host's KVM refuses register 0x%llx: %s",
+			       vcpu->id, (unsigned long long)id,
+			       strerror(-err));
+			/* The record passed its checksum: the host differs. */
+			return err == -ENOENT || err == -EINVAL ? -EXDEV : err;
 		}
 	}
 	if (ioctl(vcpu->fd, KVM_SET_VCPU_EVENTS, &ev) < 0 ||
 	    ioctl(vcpu->fd, KVM_SET_MP_STATE, &mp) < 0) {
 		int err = -errno;
 
-		pr_err("vCPU %u: setting MP state or events: %s", vcpu->id,
-		       strerror(-err));
-		return err == -EINVAL ? -EBADMSG : err;
+		pr_err("vCPU %u: this host's KVM refuses the MP state or events: %s",
+		       vcpu->id, strerror(-err));
+		return err == -EINVAL ? -EXDEV : err;
 	}
 	return 0;
 }
@@ -362,9 +366,9 @@ static int restore_gic(struct vm *vm, struct state_reader *r)
 		if (ioctl(vm->arch.gic_fd, KVM_SET_DEVICE_ATTR, &a) < 0) {
 			int err = -errno;
 
-			pr_err("vGICv3: group %u attribute 0x%llx: %s", group,
-			       (unsigned long long)attr, strerror(-err));
-			return err == -EINVAL || err == -ENXIO ? -EBADMSG : err;
+			pr_err("vGICv3: this host's KVM refuses group %u attribute 0x%llx: %s",
+			       group, (unsigned long long)attr, strerror(-err));
+			return err == -EINVAL || err == -ENXIO ? -EXDEV : err;
 		}
 	}
 	return 0;
@@ -399,12 +403,10 @@ int vm__arch_restore(struct vm *vm, struct state_reader *vcpus,
 	/* KVM's order: vCPUs (created and initialised by now), then the GIC. */
 	for (i = 0; i < vm->nr_vcpus; i++) {
 		err = restore_vcpu(&vm->vcpus[i], vcpus);
-		if (err) {
-			if (err == -EBADMSG)
-				pr_err("snapshot: vCPU %u: malformed record",
-				       i);
+		if (err == -EBADMSG)
+			pr_err("snapshot: vCPU %u: malformed record", i);
+		if (err)
 			return err;
-		}
 	}
 	if (state__left(vcpus)) {
 		pr_err("snapshot: trailing bytes after the vCPUs");

@@ -11,6 +11,7 @@
  * arm64 assumptions) and refuses to create VMs.
  */
 #define ARCH_NAME "x86_64"
+#define ARCH_ELF_MACHINE 62 /* EM_X86_64: what fn.bin must be built for */
 #define ARCH_KERNEL_NAME "vmlinux"
 #define ARCH_RAM_BASE 0x0ULL
 #define ARCH_RAM_MAX_SIZE (64ULL << 30)

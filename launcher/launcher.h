@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The sub-commands of `sandbox` and what they share; only launcher/ decides exit statuses. */
+#ifndef SANDBOX_LAUNCHER_H
+#define SANDBOX_LAUNCHER_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "../snapshot/snap.h"
+#include "../vmm/vm.h"
+#include "cli.h"
+
+#define DEFAULT_INITRD_NAME "initramfs.cpio"
+
+/*
+ * Default guest images: $SANDBOX_IMAGES, else images/ beside the sandbox
+ * binary (the build tree's layout: build/<arch>/sandbox, build/<arch>/images/).
+ * 0 or -errno.
+ */
+int launcher__images_dir(char *buf, size_t size) __must_check;
+
+/* Exit statuses (cli.h) for an -errno from building a VM, a VM's end, a snapshot error. */
+int launcher__exit_for_error(int err);
+int launcher__exit_for_vm(enum vm_exit why);
+int launcher__exit_for_snap(int err);
+
+/* STDIN_FILENO when stdin is open, else -1. */
+int launcher__console_input(void);
+
+/* What boot and snapshot create build a VM from; strings live in here. */
+struct boot_config {
+	struct vm_config cfg;
+	char kernel[PATH_MAX + 32];
+	char initrd[PATH_MAX + 32];
+	char cmdline[4096];
+};
+
+/* Fills @bc from the boot options (default images resolved). An exit status. */
+int launcher__boot_config(const struct boot_opts *b, struct boot_config *bc);
+
+/*
+ * A private directory for a VM's sockets, under $TMPDIR or /tmp, into @buf.
+ * 0 or -errno (logged).
+ */
+int launcher__tmpdir(char *buf, size_t size) __must_check;
+/* Removes @dir and the files left in it (not recursive beyond one level). */
+void launcher__rmdir(const char *dir);
+
+/* SANDBOX_TIMING=1: machine-readable timings on stderr, for bench/. */
+struct timing {
+	bool on;
+	struct timespec start;
+};
+
+void timing__init(struct timing *t);
+/* Milliseconds since timing__init(). */
+double timing__ms(const struct timing *t);
+/* "sandbox-timing: KEY=VALUE" lines, when on. */
+void timing__note_ms(const struct timing *t, const char *key);
+void timing__note_u64(const struct timing *t, const char *key, uint64_t v);
+
+/* How snapshot create and sandbox run's base snapshot are made. */
+struct create_params {
+	struct vm_config *cfg; /* with vsock_cid and vsock_uds set for an agent */
+	const char *output;
+	struct snap_write_opts wo;
+	const char *ready_line; /* the console line; NULL: the agent's READY */
+	unsigned int timeout_s; /* until ready (and again after --continue) */
+	bool resume; /* --continue */
+	int console_fd; /* where the guest console is copied, or -1 */
+	const struct timing *timing;
+	struct snap_mem_stats *stats; /* filled on success when non-NULL */
+};
+
+/*
+ * Boots @p->cfg, waits for the ready point, pauses, writes the snapshot and
+ * frees the VM (or runs it on with @p->resume). Returns an exit status.
+ */
+int launcher__create(const struct create_params *p);
+
+/* The sub-commands; each returns the exit status. */
+int launcher__snapshot_create(const struct cli *c);
+int launcher__snapshot_inspect(const char *path);
+int launcher__restore(const struct restore_opts *o);
+int launcher__run(const struct run_opts *o);
+
+#endif

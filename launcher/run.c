@@ -1,0 +1,515 @@
+// SPDX-License-Identifier: Apache-2.0
+// sandbox run: one function in a fresh VM restored from a snapshot, its stdio and status ours.
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "../images/agent/proto.h"
+#include "../snapshot/pager.h"
+#include "../snapshot/snap.h"
+#include "../vmm/log.h"
+#include "../vmm/vm.h"
+#include "invoke.h"
+#include "launcher.h"
+
+#ifndef SANDBOX_VERSION
+#define SANDBOX_VERSION "unknown"
+#endif
+
+/* The base snapshot: what `sandbox run` restores unless told otherwise. */
+#define BASE_MEM_MIB 128
+#define BASE_CMDLINE "console=ttyAMA0 quiet loglevel=1"
+#define BASE_CID 3
+/* A function may take at most this share of guest memory (it lives in a memfd there). */
+#define FN_MEM_SHARE 2
+/* How long the agent may take to accept the invocation's connection. */
+#define CONNECT_TIMEOUT_MS 10000
+
+/* The function, read and checked on the host before any VM exists. */
+struct function {
+	void *bytes;
+	size_t size;
+};
+
+static int load_function(const char *path, struct function *fn)
+{
+	const Elf64_Ehdr *eh;
+	struct stat st;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		pr_err("function %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return EXIT_FN_MISSING;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(*eh)) {
+		pr_err("function %s: not an ELF executable (%s)", path,
+		       S_ISREG(st.st_mode) ? "too short"
+					   : "not a regular file");
+		close(fd);
+		return EXIT_FN_NOT_ELF;
+	}
+	if ((uint64_t)st.st_size > AGENT_FN_MAX) {
+		pr_err("function %s: %lld bytes, more than the %llu a function may have",
+		       path, (long long)st.st_size,
+		       (unsigned long long)AGENT_FN_MAX);
+		close(fd);
+		return EXIT_FN_TOO_BIG;
+	}
+	fn->size = (size_t)st.st_size;
+	fn->bytes = mmap(NULL, fn->size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (fn->bytes == MAP_FAILED) {
+		pr_err("function %s: %s", path, strerror(errno));
+		fn->bytes = NULL;
+		return EXIT_FN_MISSING;
+	}
+	eh = fn->bytes;
+	if (memcmp(eh->e_ident, ELFMAG, SELFMAG) ||
+	    eh->e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh->e_ident[EI_DATA] != ELFDATA2LSB ||
+	    (eh->e_type != ET_EXEC && eh->e_type != ET_DYN)) {
+		pr_err("function %s: not a 64-bit little-endian ELF executable",
+		       path);
+		return EXIT_FN_NOT_ELF;
+	}
+	if (eh->e_machine != ARCH_ELF_MACHINE) {
+		pr_err("function %s: built for ELF machine %u, but the guest is %s (machine %u)",
+		       path, eh->e_machine, ARCH_NAME, ARCH_ELF_MACHINE);
+		return EXIT_FN_WRONG_ARCH;
+	}
+	return EXIT_OK;
+}
+
+static void free_function(struct function *fn)
+{
+	if (fn->bytes)
+		munmap(fn->bytes, fn->size);
+	fn->bytes = NULL;
+}
+
+/* What the base snapshot is made from; a change of any of it makes a new one. */
+static void base_key(const struct boot_config *bc, XXH3_state_t *h)
+{
+	const char *files[] = { bc->cfg.kernel_path, bc->cfg.initrd_path };
+	struct stat st;
+
+	XXH3_64bits_update(h, SANDBOX_VERSION, strlen(SANDBOX_VERSION));
+	XXH3_64bits_update(h, BASE_CMDLINE, strlen(BASE_CMDLINE));
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		uint64_t id[5] = { 0 };
+
+		if (stat(files[i], &st) == 0) {
+			id[0] = st.st_dev;
+			id[1] = st.st_ino;
+			id[2] = (uint64_t)st.st_size;
+			id[3] = (uint64_t)st.st_mtim.tv_sec;
+			id[4] = (uint64_t)st.st_mtim.tv_nsec;
+		}
+		XXH3_64bits_update(h, files[i], strlen(files[i]));
+		XXH3_64bits_update(h, id, sizeof(id));
+	}
+}
+
+static int cache_dir(char *buf, size_t size)
+{
+	const char *env = getenv("SANDBOX_CACHE"), *home = getenv("HOME");
+	int n;
+
+	if (env && *env)
+		n = snprintf(buf, size, "%s/snapshots", env);
+	else
+		n = snprintf(buf, size, "%s/.cache/sandbox/snapshots",
+			     home && *home ? home : "/tmp");
+	return n < (int)size ? 0 : -ENAMETOOLONG;
+}
+
+static int mkdir_p(char *path)
+{
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+			*p = '/';
+			return -errno;
+		}
+		*p = '/';
+	}
+	return mkdir(path, 0755) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+/*
+ * The default snapshot: the default images booted with the agent, saved at
+ * its ready point, raw (any memory mode can restore it; `file` shares it).
+ * Made once per set of images, under a lock so that concurrent first runs
+ * make it once.
+ */
+static int base_snapshot(char *path, size_t size)
+{
+	struct boot_opts b = {
+		.cmdline = BASE_CMDLINE,
+		.mem_mib = BASE_MEM_MIB,
+		.vcpus = 1,
+		.root_drive = -1,
+	};
+	struct create_params p = {
+		.wo = { .encoding = SNAP_ENC_RAW,
+			.chunk_size = SNAP_DEFAULT_CHUNK_SIZE },
+		.timeout_s = 120,
+		.console_fd = -1,
+	};
+	char dir[PATH_MAX], tmp[PATH_MAX] = "", uds[PATH_MAX + 16];
+	char lock[PATH_MAX + 16], cmdline[4096 + 16];
+	struct boot_config bc;
+	struct timing t;
+	XXH3_state_t *h;
+	int status, lfd, err;
+
+	status = launcher__boot_config(&b, &bc);
+	if (status)
+		return status;
+	h = XXH3_createState();
+	if (!h || XXH3_64bits_reset(h) == XXH_ERROR) {
+		XXH3_freeState(h);
+		return EXIT_INTERNAL;
+	}
+	base_key(&bc, h);
+	err = cache_dir(dir, sizeof(dir));
+	if (!err)
+		err = mkdir_p(dir);
+	if (err) {
+		XXH3_freeState(h);
+		pr_err("cannot make the snapshot cache %s: %s", dir,
+		       strerror(-err));
+		return EXIT_INTERNAL;
+	}
+	err = snprintf(path, size, "%s/base-%s-%016llx.snap", dir, ARCH_NAME,
+		       (unsigned long long)XXH3_64bits_digest(h)) >= (int)size
+		      ? -ENAMETOOLONG
+		      : 0;
+	XXH3_freeState(h);
+	if (err) {
+		pr_err("snapshot cache path too long: %s", dir);
+		return EXIT_INTERNAL;
+	}
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (lfd < 0 || flock(lfd, LOCK_EX) < 0) {
+		pr_err("cannot lock %s: %s", lock, strerror(errno));
+		if (lfd >= 0)
+			close(lfd);
+		return EXIT_INTERNAL;
+	}
+	if (access(path, F_OK) == 0) {
+		close(lfd);
+		return EXIT_OK;
+	}
+	fprintf(stderr,
+		"sandbox: making the base snapshot %s (once for these guest images)\n",
+		path);
+	snprintf(cmdline, sizeof(cmdline), "sandbox.agent %s", bc.cmdline);
+	bc.cfg.cmdline = cmdline;
+	status = launcher__tmpdir(tmp, sizeof(tmp)) ? EXIT_INTERNAL : EXIT_OK;
+	if (!status) {
+		snprintf(uds, sizeof(uds), "%s/vsock", tmp);
+		bc.cfg.vsock_cid = BASE_CID;
+		bc.cfg.vsock_uds = uds;
+		timing__init(&t);
+		p.cfg = &bc.cfg;
+		p.output = path;
+		p.timing = &t;
+		status = launcher__create(&p);
+		launcher__rmdir(tmp);
+	}
+	close(lfd);
+	return status;
+}
+
+/* One invocation, on its own thread while the main thread runs the VM. */
+struct invocation {
+	pthread_mutex_t lock;
+	struct vm *vm; /* asked to stop when the invocation ends */
+	int fd; /* the stream to the agent, once connected */
+	int stop_fd; /* eventfd: the VM ended, give up */
+	const char *uds;
+	struct invoke_request req;
+	struct invoke_result res;
+	int err; /* invoke__run()'s result, or the handshake's */
+	bool done; /* res is valid */
+	const struct timing *timing;
+	double connected_ms;
+};
+
+/* Waits until @fd is readable, or the stop eventfd fires. 0, -ETIMEDOUT, -ECANCELED. */
+static int wait_readable(struct invocation *inv, int fd, int timeout_ms)
+{
+	struct pollfd pfd[2] = { { .fd = fd, .events = POLLIN },
+				 { .fd = inv->stop_fd, .events = POLLIN } };
+	int n;
+
+	do {
+		n = poll(pfd, 2, timeout_ms);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (!n)
+		return -ETIMEDOUT;
+	return pfd[1].revents ? -ECANCELED : 0;
+}
+
+/* Firecracker's host-side vsock handshake: "CONNECT <port>\n", then "OK <port>\n". */
+static int connect_agent(struct invocation *inv)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	char line[64];
+	size_t have = 0;
+	int fd, n, err;
+
+	if (strlen(inv->uds) >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(a.sun_path, inv->uds);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	pthread_mutex_lock(&inv->lock);
+	inv->fd = fd;
+	pthread_mutex_unlock(&inv->lock);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		return -errno;
+	n = snprintf(line, sizeof(line), "CONNECT %u\n", AGENT_PORT);
+	if (send(fd, line, (size_t)n, MSG_NOSIGNAL) != n)
+		return -EIO;
+	/* Byte by byte: what follows the line is the agent's stream. */
+	while (have < sizeof(line) - 1) {
+		err = wait_readable(inv, fd, CONNECT_TIMEOUT_MS);
+		if (err)
+			return err;
+		n = (int)recv(fd, line + have, 1, 0);
+		if (n <= 0)
+			return n ? -errno : -ECONNRESET;
+		if (line[have++] == '\n')
+			break;
+	}
+	line[have] = '\0';
+	if (strncmp(line, "OK ", 3)) {
+		pr_err("vsock: the agent did not accept the connection (\"%.*s\")",
+		       (int)strcspn(line, "\n"), line);
+		return -ECONNREFUSED;
+	}
+	return 0;
+}
+
+static void *invoke_thread(void *arg)
+{
+	struct invocation *inv = arg;
+
+	inv->err = connect_agent(inv);
+	if (!inv->err) {
+		inv->connected_ms = timing__ms(inv->timing);
+		inv->err = invoke__run(inv->fd, &inv->req, &inv->res);
+		inv->done = !inv->err;
+	}
+	pthread_mutex_lock(&inv->lock);
+	if (inv->vm)
+		vm__request_stop(inv->vm, VM_EXIT_POWEROFF);
+	pthread_mutex_unlock(&inv->lock);
+	return NULL;
+}
+
+/* The VM ended (or is about to be freed): the invocation gives up. */
+static void abort_invocation(struct invocation *inv)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&inv->lock);
+	inv->vm = NULL;
+	if (inv->fd >= 0)
+		shutdown(inv->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&inv->lock);
+	if (write(inv->stop_fd, &one, sizeof(one)) < 0)
+		pr_debug("cannot signal the invocation thread");
+}
+
+static int status_for(const struct invocation *inv, enum vm_exit why,
+		      unsigned int timeout_s)
+{
+	if (inv->done) {
+		switch (inv->res.kind) {
+		case INVOKE_EXITED:
+			return inv->res.code;
+		case INVOKE_SIGNALED:
+			return 128 + inv->res.code;
+		case INVOKE_AGENT_ERROR:
+			pr_err("the function could not be started: %s",
+			       inv->res.message);
+			return EXIT_FN_NOT_RUN;
+		}
+	}
+	switch (why) {
+	case VM_EXIT_TIMEOUT:
+		pr_err("the function ran past --timeout %u s; its VM was killed",
+		       timeout_s);
+		return EXIT_TIMEOUT;
+	case VM_EXIT_PANIC:
+		pr_err("the guest kernel panicked");
+		return EXIT_GUEST_PANIC;
+	case VM_EXIT_CORRUPT:
+		pr_err("the snapshot's memory proved corrupt while the guest ran");
+		return EXIT_SNAP_CORRUPT;
+	default:
+		pr_err("the invocation failed: %s (the VM ended: %d)",
+		       strerror(-inv->err), (int)why);
+		return EXIT_INTERNAL;
+	}
+}
+
+int launcher__run(const struct run_opts *o)
+{
+	static const enum vm_mem_mode modes[] = {
+		[CLI_MEM_UFFD] = VM_MEM_UFFD,
+		[CLI_MEM_EAGER] = VM_MEM_EAGER,
+		[CLI_MEM_FILE] = VM_MEM_FILE,
+	};
+	struct invocation inv = {
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.fd = -1,
+		.stop_fd = -1,
+	};
+	char snap_path[PATH_MAX], dir[PATH_MAX] = "", uds[PATH_MAX + 16];
+	const char *const envp[] = { "PATH=/bin:/sbin", "HOME=/", NULL };
+	struct vm_restore_opts ro = { .console_in = -1 };
+	const struct snap_info *info;
+	enum vm_exit why = VM_EXIT_NONE;
+	struct function fn = { 0 };
+	pthread_t thread;
+	bool started = false;
+	struct timing t;
+	struct snap *s = NULL;
+	struct vm *vm = NULL;
+	int status, err, null_fd = -1;
+
+	timing__init(&t);
+	status = load_function(o->fn, &fn);
+	if (status)
+		goto out;
+	if (o->snapshot) {
+		snprintf(snap_path, sizeof(snap_path), "%s", o->snapshot);
+	} else {
+		status = base_snapshot(snap_path, sizeof(snap_path));
+		if (status)
+			goto out;
+	}
+	err = snap__open(snap_path, vm__arch_snap_id(), &s);
+	if (err) {
+		status = launcher__exit_for_snap(err);
+		goto out;
+	}
+	info = snap__info(s);
+	if (fn.size > info->mem_size / FN_MEM_SHARE) {
+		pr_err("function %s: %zu bytes do not fit in the guest's %llu MiB of memory",
+		       o->fn, fn.size,
+		       (unsigned long long)(info->mem_size >> 20));
+		status = EXIT_FN_TOO_BIG;
+		goto out;
+	}
+	ro.mem_mode = o->mem_mode_set		       ? modes[o->mem_mode]
+		      : info->encoding == SNAP_ENC_RAW ? VM_MEM_FILE
+						       : VM_MEM_UFFD;
+	/* The guest's console is not the function's output. */
+	null_fd = getenv("SANDBOX_DEBUG")
+			  ? fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)
+			  : open("/dev/null", O_WRONLY | O_CLOEXEC);
+	inv.stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (null_fd < 0 || inv.stop_fd < 0) {
+		pr_err("cannot open the guest console's sink: %s",
+		       strerror(errno));
+		status = EXIT_INTERNAL;
+		goto out;
+	}
+	if (launcher__tmpdir(dir, sizeof(dir))) {
+		status = EXIT_INTERNAL;
+		goto out;
+	}
+	ro.console_out = null_fd;
+	snprintf(uds, sizeof(uds), "%s/vsock", dir);
+	ro.vsock_uds = uds;
+	err = vm__restore(s, &ro, &vm);
+	if (err) {
+		status = err == -EINVAL ? EXIT_BAD_INPUT
+					: launcher__exit_for_snap(err);
+		goto out;
+	}
+	if (!vm->vsock_cid) {
+		pr_err("snapshot %s has no vsock device: it was not made for sandbox run (snapshot create --agent)",
+		       snap_path);
+		status = EXIT_BAD_INPUT;
+		goto out;
+	}
+	timing__note_ms(&t, "restore_ms");
+	inv.vm = vm;
+	inv.uds = uds;
+	inv.timing = &t;
+	inv.req.argv = (const char *const *)o->args;
+	inv.req.envp = envp;
+	inv.req.fn = fn.bytes;
+	inv.req.fn_size = fn.size;
+	inv.req.in_fd = launcher__console_input();
+	inv.req.out_fd = STDOUT_FILENO;
+	inv.req.err_fd = STDERR_FILENO;
+	err = pthread_create(&thread, NULL, invoke_thread, &inv);
+	if (err) {
+		pr_err("cannot start the invocation thread: %s", strerror(err));
+		status = EXIT_INTERNAL;
+		goto out;
+	}
+	started = true;
+	err = vm__run(vm, o->timeout_s * 1000U, &why);
+	abort_invocation(&inv);
+	pthread_join(thread, NULL);
+	started = false;
+	if (t.on) {
+		fprintf(stderr, "sandbox-timing: connected_ms=%.3f\n",
+			inv.connected_ms);
+		if (inv.res.started_ns)
+			fprintf(stderr, "sandbox-timing: started_ms=%.3f\n",
+				inv.connected_ms + inv.res.started_ns / 1e6);
+		if (inv.res.ended_ns)
+			fprintf(stderr, "sandbox-timing: ended_ms=%.3f\n",
+				inv.connected_ms + inv.res.ended_ns / 1e6);
+	}
+	status = err ? EXIT_INTERNAL : status_for(&inv, why, o->timeout_s);
+out:
+	if (started) {
+		abort_invocation(&inv);
+		pthread_join(thread, NULL);
+	}
+	vm__free(vm);
+	timing__note_ms(&t, "teardown_ms");
+	if (inv.fd >= 0)
+		close(inv.fd);
+	if (inv.stop_fd >= 0)
+		close(inv.stop_fd);
+	if (null_fd >= 0)
+		close(null_fd);
+	if (dir[0])
+		launcher__rmdir(dir);
+	snap__close(s);
+	free_function(&fn);
+	return status;
+}
