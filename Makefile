@@ -68,7 +68,7 @@ endif
 IMAGES_arm64 := $(O)/images/Image $(O)/images/initramfs.cpio $(O)/images/rootfs.ext4
 IMAGES := $(IMAGES_$(ARCH))
 
-.PHONY: all deps images boot demo check unit fuzz e2e e2e-vsock bench-blk bench-snapshot format-check format clean FORCE
+.PHONY: all deps images boot demo check unit fuzz e2e e2e-vsock bench-blk bench-snapshot bench-run format-check format clean FORCE
 .DEFAULT_GOAL := all
 .SECONDEXPANSION:
 
@@ -99,9 +99,12 @@ $(ARM64_SYSROOT)/.done: scripts/arm64-sysroot
 images: $(IMAGES)
 
 # build-kernel keeps its own cache keyed by config and sources; it is cheap when cached.
+# The Image keeps its inode and mtime while its bytes do not change: sandbox run keys
+# its cached base snapshot on them.
 $(O)/images/Image: FORCE
 	@mkdir -p $(dir $@)
-	images/build-kernel $(ARCH) $@
+	images/build-kernel $(ARCH) $@.new
+	@if cmp -s $@.new $@; then rm -f $@.new; else mv -f $@.new $@; fi
 
 # PID 1 and the guest agent (one static binary); proto.c is also linked into sandbox.
 AGENT_SRCS := images/agent/init.c images/agent/agent.c images/agent/proto.c
@@ -234,6 +237,10 @@ bench-blk:
 # RUNS=N, CREATE_RUNS=N, MODES="...", LEVELS="...", QUICK=1 reach bench/snapshot through the environment.
 bench-snapshot:
 	bench/snapshot $(BENCH_SNAPSHOT_ARGS)
+
+# RUNS=N, WARMUP=N, SIDES="...", QUICK=1 on the make command line reach bench/run through the environment.
+bench-run:
+	bench/run $(BENCH_RUN_ARGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -259,7 +259,7 @@ static int parse_vsock(const char *v, struct boot_opts *b, char *err,
 		if (n > 4 && !strncmp(p, "cid=", 4) && n - 4 < sizeof(num)) {
 			memcpy(num, p + 4, n - 4);
 			num[n - 4] = '\0';
-			if (number_flag("--vsock cid", num, 3, UINT32_MAX / 2,
+			if (number_flag("--vsock cid", num, 3, UINT32_MAX - 1,
 					&b->vsock_cid, err, errlen))
 				return -EINVAL;
 		} else if (n > 4 && !strncmp(p, "uds=", 4)) {

@@ -42,6 +42,8 @@ enum {
 	EXIT_FN_TOO_BIG = 112,
 	/* run: the guest agent could not start the function (the message says why). */
 	EXIT_FN_NOT_RUN = 113,
+	/* run: the guest ended the invocation without the function's status. */
+	EXIT_AGENT_FAILED = 114,
 };
 
 enum cli_cmd {

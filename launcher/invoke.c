@@ -453,7 +453,7 @@ static int start(struct inv *v)
 	return 0;
 }
 
-enum { P_SOCK, P_IN, P_OUT, P_NR };
+enum { P_SOCK, P_IN, P_OUT, P_CANCEL, P_NR };
 
 static int loop(struct inv *v)
 {
@@ -485,6 +485,8 @@ static int loop(struct inv *v)
 		p[P_IN].events = POLLIN;
 		p[P_OUT].fd = v->out_pending ? out_target(v) : -1;
 		p[P_OUT].events = POLLOUT;
+		p[P_CANCEL].fd = req->cancel_fd;
+		p[P_CANCEL].events = POLLIN;
 		/* Output to nowhere needs no poll. */
 		if (v->out_pending && p[P_OUT].fd < 0) {
 			frame_done(v);
@@ -496,6 +498,8 @@ static int loop(struct inv *v)
 			pr_err("poll: %s", strerror(errno));
 			return -errno;
 		}
+		if (p[P_CANCEL].revents)
+			return -ECANCELED;
 		if (p[P_SOCK].revents & (POLLOUT | POLLHUP | POLLERR) &&
 		    !tx_empty(v) && !v->tx_dead) {
 			err = tx_send(v);

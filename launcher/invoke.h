@@ -28,6 +28,12 @@ struct invoke_request {
 	int err_fd;
 	/* For the whole invocation, from the call to EXIT; 0: no limit. */
 	unsigned int timeout_ms;
+	/*
+	 * -1, or an fd that becomes readable when the caller gives up (an
+	 * eventfd): polled always, even while output waits for a slow
+	 * reader, and ends the call with -ECANCELED.
+	 */
+	int cancel_fd;
 };
 
 enum invoke_kind {
@@ -67,7 +73,8 @@ struct invoke_result {
  * every fd.
  *
  * Returns 0 with *@res filled when the agent sent EXIT or ERROR;
- * -ETIMEDOUT when @req->timeout_ms passed first; -EPROTO when the agent sent a
+ * -ETIMEDOUT when @req->timeout_ms passed first; -ECANCELED when
+ * @req->cancel_fd became readable; -EPROTO when the agent sent a
  * malformed or unexpected frame (logged with what was wrong); -ECONNRESET when
  * the stream ended before EXIT or ERROR; -EINVAL, -E2BIG or -EFBIG for a
  * request the protocol cannot carry (no argv[0], argv/envp over a frame, a

@@ -22,12 +22,12 @@
 int launcher__images_dir(char *buf, size_t size) __must_check;
 
 /* Exit statuses (cli.h) for an -errno from building a VM, a VM's end, a snapshot error. */
-int launcher__exit_for_error(int err);
-int launcher__exit_for_vm(enum vm_exit why);
-int launcher__exit_for_snap(int err);
+int launcher__exit_for_error(int err) __must_check;
+int launcher__exit_for_vm(enum vm_exit why) __must_check;
+int launcher__exit_for_snap(int err) __must_check;
 
 /* STDIN_FILENO when stdin is open, else -1. */
-int launcher__console_input(void);
+int launcher__console_input(void) __must_check;
 
 /* What boot and snapshot create build a VM from; strings live in here. */
 struct boot_config {
@@ -38,7 +38,8 @@ struct boot_config {
 };
 
 /* Fills @bc from the boot options (default images resolved). An exit status. */
-int launcher__boot_config(const struct boot_opts *b, struct boot_config *bc);
+int launcher__boot_config(const struct boot_opts *b,
+			  struct boot_config *bc) __must_check;
 
 /*
  * A private directory for a VM's sockets, under $TMPDIR or /tmp, into @buf.
@@ -78,12 +79,12 @@ struct create_params {
  * Boots @p->cfg, waits for the ready point, pauses, writes the snapshot and
  * frees the VM (or runs it on with @p->resume). Returns an exit status.
  */
-int launcher__create(const struct create_params *p);
+int launcher__create(const struct create_params *p) __must_check;
 
 /* The sub-commands; each returns the exit status. */
-int launcher__snapshot_create(const struct cli *c);
-int launcher__snapshot_inspect(const char *path);
-int launcher__restore(const struct restore_opts *o);
-int launcher__run(const struct run_opts *o);
+int launcher__snapshot_create(const struct cli *c) __must_check;
+int launcher__snapshot_inspect(const char *path) __must_check;
+int launcher__restore(const struct restore_opts *o) __must_check;
+int launcher__run(const struct run_opts *o) __must_check;
 
 #endif

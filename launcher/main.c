@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // The sandbox command: parses the command line, runs a sub-command, chooses the exit status.
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "../vmm/log.h"
 #include "../vmm/vm.h"
@@ -31,10 +34,34 @@ static int cmd_boot(const struct boot_opts *b)
 	return launcher__exit_for_vm(why);
 }
 
+/*
+ * fds 0-2 closed by our parent would be reused by the first files we open
+ * (a snapshot read as the function's stdin, messages written into a lock
+ * file): they become /dev/null instead.
+ */
+static void open_std_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		int n;
+
+		if (fcntl(fd, F_GETFD) >= 0)
+			continue;
+		n = open("/dev/null", fd ? O_WRONLY : O_RDONLY);
+		if (n >= 0 && n != fd) {
+			dup2(n, fd);
+			close(n);
+		}
+	}
+}
+
 int main(int argc, char *argv[])
 {
 	char err[256];
 	struct cli cli;
+
+	open_std_fds();
+	/* A reader that went away is an error on that write, not our death. */
+	signal(SIGPIPE, SIG_IGN);
 
 	if (cli__parse(argc, argv, &cli, err, sizeof(err))) {
 		fprintf(stderr, "sandbox: %s\n%s", err, cli__usage);

@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // sandbox run: one function in a fresh VM restored from a snapshot, its stdio and status ours.
+#include <dirent.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -44,10 +45,16 @@ struct function {
 	size_t size;
 };
 
+/*
+ * Read, not mapped: a file truncated under a mapping would kill us with
+ * SIGBUS. At most AGENT_FN_MAX bytes, checked before reading.
+ */
 static int load_function(const char *path, struct function *fn)
 {
 	const Elf64_Ehdr *eh;
 	struct stat st;
+	size_t have = 0;
+	ssize_t n;
 	int fd;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -72,12 +79,22 @@ static int load_function(const char *path, struct function *fn)
 		return EXIT_FN_TOO_BIG;
 	}
 	fn->size = (size_t)st.st_size;
-	fn->bytes = mmap(NULL, fn->size, PROT_READ, MAP_PRIVATE, fd, 0);
+	fn->bytes = malloc(fn->size);
+	while (fn->bytes && have < fn->size) {
+		n = read(fd, (char *)fn->bytes + have, fn->size - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
 	close(fd);
-	if (fn->bytes == MAP_FAILED) {
-		pr_err("function %s: %s", path, strerror(errno));
-		fn->bytes = NULL;
-		return EXIT_FN_MISSING;
+	if (!fn->bytes || have != fn->size) {
+		pr_err("function %s: %s", path,
+		       !fn->bytes	 ? "out of memory"
+		       : have < fn->size ? "changed while being read"
+					 : strerror(errno));
+		return fn->bytes ? EXIT_FN_MISSING : EXIT_INTERNAL;
 	}
 	eh = fn->bytes;
 	if (memcmp(eh->e_ident, ELFMAG, SELFMAG) ||
@@ -98,15 +115,16 @@ static int load_function(const char *path, struct function *fn)
 
 static void free_function(struct function *fn)
 {
-	if (fn->bytes)
-		munmap(fn->bytes, fn->size);
+	free(fn->bytes);
 	fn->bytes = NULL;
 }
 
 /* What the base snapshot is made from; a change of any of it makes a new one. */
 static void base_key(const struct boot_config *bc, XXH3_state_t *h)
 {
-	const char *files[] = { bc->cfg.kernel_path, bc->cfg.initrd_path };
+	/* Our own binary too: a VMM that changed may not read an older snapshot. */
+	const char *files[] = { bc->cfg.kernel_path, bc->cfg.initrd_path,
+				"/proc/self/exe" };
 	struct stat st;
 
 	XXH3_64bits_update(h, SANDBOX_VERSION, strlen(SANDBOX_VERSION));
@@ -160,7 +178,33 @@ static int mkdir_p(char *path)
  * Made once per set of images, under a lock so that concurrent first runs
  * make it once.
  */
-static int base_snapshot(char *path, size_t size)
+/* Removes other base snapshots and stale temporary files: the cache holds one. */
+static void prune(const char *dir, const char *keep)
+{
+	char path[PATH_MAX], prefix[64];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+	size_t n;
+
+	if (!d)
+		return;
+	n = (size_t)snprintf(prefix, sizeof(prefix), "base-%s-", ARCH_NAME);
+	while ((e = readdir(d))) {
+		const char *dot = strrchr(e->d_name, '.');
+
+		if (strncmp(e->d_name, prefix, n) || !strcmp(e->d_name, keep))
+			continue;
+		/* Lock files stay: another process may hold one. */
+		if (dot && !strcmp(dot, ".lock"))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) <
+		    (int)sizeof(path))
+			unlink(path);
+	}
+	closedir(d);
+}
+
+static int base_snapshot(char *path, size_t size, bool remake)
 {
 	struct boot_opts b = {
 		.cmdline = BASE_CMDLINE,
@@ -216,10 +260,13 @@ static int base_snapshot(char *path, size_t size)
 			close(lfd);
 		return EXIT_INTERNAL;
 	}
+	if (remake)
+		unlink(path);
 	if (access(path, F_OK) == 0) {
 		close(lfd);
 		return EXIT_OK;
 	}
+	prune(dir, strrchr(path, '/') + 1);
 	fprintf(stderr,
 		"sandbox: making the base snapshot %s (once for these guest images)\n",
 		path);
@@ -254,6 +301,7 @@ struct invocation {
 	bool done; /* res is valid */
 	const struct timing *timing;
 	double connected_ms;
+	const char *dir; /* the socket directory: removed once connected */
 };
 
 /* Waits until @fd is readable, or the stop eventfd fires. 0, -ETIMEDOUT, -ECANCELED. */
@@ -320,6 +368,8 @@ static void *invoke_thread(void *arg)
 	struct invocation *inv = arg;
 
 	inv->err = connect_agent(inv);
+	/* Connected: nothing on disk is needed any more, even if we are killed. */
+	launcher__rmdir(inv->dir);
 	if (!inv->err) {
 		inv->connected_ms = timing__ms(inv->timing);
 		inv->err = invoke__run(inv->fd, &inv->req, &inv->res);
@@ -356,6 +406,11 @@ static int status_for(const struct invocation *inv, enum vm_exit why,
 		case INVOKE_SIGNALED:
 			return 128 + inv->res.code;
 		case INVOKE_AGENT_ERROR:
+			if (inv->res.started_ns) {
+				pr_err("the guest agent failed after starting the function: %s",
+				       inv->res.message);
+				return EXIT_AGENT_FAILED;
+			}
 			pr_err("the function could not be started: %s",
 			       inv->res.message);
 			return EXIT_FN_NOT_RUN;
@@ -372,11 +427,66 @@ static int status_for(const struct invocation *inv, enum vm_exit why,
 	case VM_EXIT_CORRUPT:
 		pr_err("the snapshot's memory proved corrupt while the guest ran");
 		return EXIT_SNAP_CORRUPT;
-	default:
-		pr_err("the invocation failed: %s (the VM ended: %d)",
-		       strerror(-inv->err), (int)why);
+	case VM_EXIT_ERROR:
+		pr_err("the VM failed (see above); the function's status is unknown");
 		return EXIT_INTERNAL;
+	default:
+		/* The guest powered off, reset, or broke the protocol. */
+		pr_err("the guest ended the invocation before the function's exit status arrived: %s",
+		       strerror(-inv->err));
+		return EXIT_AGENT_FAILED;
 	}
+}
+
+/*
+ * SIGINT, SIGTERM and SIGHUP stop the VM, so that the usual teardown runs
+ * and nothing is left behind; the command then exits 128 + the signal.
+ */
+struct sig_watch {
+	pthread_mutex_t lock;
+	struct vm *vm;
+	sigset_t set;
+	int sig; /* the signal that arrived, or 0 */
+	bool finished;
+};
+
+static void *watch_signals(void *arg)
+{
+	struct sig_watch *w = arg;
+	int sig;
+
+	for (;;) {
+		if (sigwait(&w->set, &sig))
+			continue;
+		pthread_mutex_lock(&w->lock);
+		if (w->finished) {
+			pthread_mutex_unlock(&w->lock);
+			return NULL;
+		}
+		if (!w->sig)
+			w->sig = sig;
+		if (w->vm)
+			vm__request_stop(w->vm, VM_EXIT_ERROR);
+		pthread_mutex_unlock(&w->lock);
+	}
+}
+
+/* Snapshot errors worth making the cached base snapshot again for. */
+static bool stale(int err)
+{
+	return err == -EBADMSG || err == -ENODATA || err == -EPROTONOSUPPORT ||
+	       err == -EXDEV;
+}
+
+/* The snapshot to restore: --snapshot, or the base one (made or remade). */
+static int find_snapshot(const struct run_opts *o, bool remake, char *path,
+			 size_t size)
+{
+	if (o->snapshot) {
+		snprintf(path, size, "%s", o->snapshot);
+		return EXIT_OK;
+	}
+	return base_snapshot(path, size, remake);
 }
 
 int launcher__run(const struct run_opts *o)
@@ -391,46 +501,26 @@ int launcher__run(const struct run_opts *o)
 		.fd = -1,
 		.stop_fd = -1,
 	};
+	struct sig_watch sw = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	char snap_path[PATH_MAX], dir[PATH_MAX] = "", uds[PATH_MAX + 16];
 	const char *const envp[] = { "PATH=/bin:/sbin", "HOME=/", NULL };
 	struct vm_restore_opts ro = { .console_in = -1 };
 	const struct snap_info *info;
 	enum vm_exit why = VM_EXIT_NONE;
 	struct function fn = { 0 };
-	pthread_t thread;
-	bool started = false;
+	pthread_t thread, sig_thread;
+	bool started = false, sig_started = false, masked = false;
+	unsigned int attempt, timeout_ms = 0;
+	sigset_t old_mask;
 	struct timing t;
 	struct snap *s = NULL;
 	struct vm *vm = NULL;
-	int status, err, null_fd = -1;
+	int status, err = 0, null_fd = -1;
 
 	timing__init(&t);
 	status = load_function(o->fn, &fn);
 	if (status)
 		goto out;
-	if (o->snapshot) {
-		snprintf(snap_path, sizeof(snap_path), "%s", o->snapshot);
-	} else {
-		status = base_snapshot(snap_path, sizeof(snap_path));
-		if (status)
-			goto out;
-	}
-	err = snap__open(snap_path, vm__arch_snap_id(), &s);
-	if (err) {
-		status = launcher__exit_for_snap(err);
-		goto out;
-	}
-	info = snap__info(s);
-	if (fn.size > info->mem_size / FN_MEM_SHARE) {
-		pr_err("function %s: %zu bytes do not fit in the guest's %llu MiB of memory",
-		       o->fn, fn.size,
-		       (unsigned long long)(info->mem_size >> 20));
-		status = EXIT_FN_TOO_BIG;
-		goto out;
-	}
-	ro.mem_mode = o->mem_mode_set		       ? modes[o->mem_mode]
-		      : info->encoding == SNAP_ENC_RAW ? VM_MEM_FILE
-						       : VM_MEM_UFFD;
 	/* The guest's console is not the function's output. */
 	null_fd = getenv("SANDBOX_DEBUG")
 			  ? fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)
@@ -442,17 +532,57 @@ int launcher__run(const struct run_opts *o)
 		status = EXIT_INTERNAL;
 		goto out;
 	}
-	if (launcher__tmpdir(dir, sizeof(dir))) {
-		status = EXIT_INTERNAL;
-		goto out;
+	/* A cached base snapshot that no longer fits this VMM is made again, once. */
+	for (attempt = 0; attempt < 2; attempt++) {
+		bool retry = attempt == 0 && !o->snapshot;
+
+		status = find_snapshot(o, attempt > 0, snap_path,
+				       sizeof(snap_path));
+		if (status)
+			goto out;
+		err = snap__open(snap_path, vm__arch_snap_id(), &s);
+		if (err && retry && stale(err)) {
+			pr_warn("the cached base snapshot is unusable; making it again");
+			continue;
+		}
+		if (err) {
+			status = launcher__exit_for_snap(err);
+			goto out;
+		}
+		info = snap__info(s);
+		if (fn.size > info->mem_size / FN_MEM_SHARE) {
+			pr_err("function %s: %zu bytes do not fit in the guest's %llu MiB of memory",
+			       o->fn, fn.size,
+			       (unsigned long long)(info->mem_size >> 20));
+			status = EXIT_FN_TOO_BIG;
+			goto out;
+		}
+		ro.mem_mode = o->mem_mode_set ? modes[o->mem_mode]
+			      : info->encoding == SNAP_ENC_RAW ? VM_MEM_FILE
+							       : VM_MEM_UFFD;
+		if (launcher__tmpdir(dir, sizeof(dir))) {
+			status = EXIT_INTERNAL;
+			goto out;
+		}
+		ro.console_out = null_fd;
+		snprintf(uds, sizeof(uds), "%s/vsock", dir);
+		ro.vsock_uds = uds;
+		err = vm__restore(s, &ro, &vm);
+		if (!err)
+			break;
+		launcher__rmdir(dir);
+		dir[0] = '\0';
+		snap__close(s);
+		s = NULL;
+		if (!retry || !stale(err)) {
+			status = err == -EINVAL ? EXIT_BAD_INPUT
+						: launcher__exit_for_snap(err);
+			goto out;
+		}
+		pr_warn("the cached base snapshot does not restore; making it again");
 	}
-	ro.console_out = null_fd;
-	snprintf(uds, sizeof(uds), "%s/vsock", dir);
-	ro.vsock_uds = uds;
-	err = vm__restore(s, &ro, &vm);
-	if (err) {
-		status = err == -EINVAL ? EXIT_BAD_INPUT
-					: launcher__exit_for_snap(err);
+	if (!vm) {
+		status = launcher__exit_for_snap(err);
 		goto out;
 	}
 	if (!vm->vsock_cid) {
@@ -462,8 +592,18 @@ int launcher__run(const struct run_opts *o)
 		goto out;
 	}
 	timing__note_ms(&t, "restore_ms");
+	/* From here a signal stops the VM and the teardown below still runs. */
+	sigemptyset(&sw.set);
+	sigaddset(&sw.set, SIGINT);
+	sigaddset(&sw.set, SIGTERM);
+	sigaddset(&sw.set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sw.set, &old_mask);
+	masked = true;
+	sw.vm = vm;
+	sig_started = !pthread_create(&sig_thread, NULL, watch_signals, &sw);
 	inv.vm = vm;
 	inv.uds = uds;
+	inv.dir = dir;
 	inv.timing = &t;
 	inv.req.argv = (const char *const *)o->args;
 	inv.req.envp = envp;
@@ -472,6 +612,7 @@ int launcher__run(const struct run_opts *o)
 	inv.req.in_fd = launcher__console_input();
 	inv.req.out_fd = STDOUT_FILENO;
 	inv.req.err_fd = STDERR_FILENO;
+	inv.req.cancel_fd = inv.stop_fd;
 	err = pthread_create(&thread, NULL, invoke_thread, &inv);
 	if (err) {
 		pr_err("cannot start the invocation thread: %s", strerror(err));
@@ -479,7 +620,13 @@ int launcher__run(const struct run_opts *o)
 		goto out;
 	}
 	started = true;
-	err = vm__run(vm, o->timeout_s * 1000U, &why);
+	/* --timeout counts from the start of the command, restore included. */
+	if (o->timeout_s) {
+		double left = o->timeout_s * 1000.0 - timing__ms(&t);
+
+		timeout_ms = left < 1 ? 1 : (unsigned int)left;
+	}
+	err = vm__run(vm, timeout_ms, &why);
 	abort_invocation(&inv);
 	pthread_join(thread, NULL);
 	started = false;
@@ -493,13 +640,31 @@ int launcher__run(const struct run_opts *o)
 			fprintf(stderr, "sandbox-timing: ended_ms=%.3f\n",
 				inv.connected_ms + inv.res.ended_ns / 1e6);
 	}
-	status = err ? EXIT_INTERNAL : status_for(&inv, why, o->timeout_s);
+	pthread_mutex_lock(&sw.lock);
+	if (sw.sig) {
+		pr_err("stopped by signal %d", sw.sig);
+		status = 128 + sw.sig;
+	} else {
+		status = err ? EXIT_INTERNAL
+			     : status_for(&inv, why, o->timeout_s);
+	}
+	pthread_mutex_unlock(&sw.lock);
 out:
 	if (started) {
 		abort_invocation(&inv);
 		pthread_join(thread, NULL);
 	}
+	if (sig_started) {
+		pthread_mutex_lock(&sw.lock);
+		sw.vm = NULL;
+		sw.finished = true;
+		pthread_mutex_unlock(&sw.lock);
+		pthread_kill(sig_thread, SIGTERM);
+		pthread_join(sig_thread, NULL);
+	}
 	vm__free(vm);
+	if (masked)
+		pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	timing__note_ms(&t, "teardown_ms");
 	if (inv.fd >= 0)
 		close(inv.fd);

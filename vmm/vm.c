@@ -107,11 +107,12 @@ static int check_config(const struct vm_config *cfg)
 		pr_err("%u drives: at most %d", cfg->nr_drives, VM_MAX_DRIVES);
 		return -EINVAL;
 	}
+	/* UINT32_MAX is VMADDR_CID_ANY: no guest can have it. */
 	if (cfg->vsock_cid &&
-	    (cfg->vsock_cid < 3 || cfg->vsock_cid > UINT32_MAX ||
+	    (cfg->vsock_cid < 3 || cfg->vsock_cid >= UINT32_MAX ||
 	     !cfg->vsock_uds)) {
 		pr_err("vsock: the guest CID must be 3 to %u, with a socket path",
-		       UINT32_MAX);
+		       UINT32_MAX - 1);
 		return -EINVAL;
 	}
 	if (!cfg->kernel_path || !cfg->cmdline) {

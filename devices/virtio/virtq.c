@@ -220,19 +220,6 @@ int virtq__pop(struct virtq *vq, struct virtq_chain *chain)
 	return 1;
 }
 
-int virtq__avail_idx(const struct virtq *vq, uint16_t *idx)
-{
-	struct virtq_avail *avail;
-
-	if (!vq->ready)
-		return -EINVAL;
-	avail = avail_ring(vq);
-	if (!avail)
-		return -EFAULT;
-	*idx = load16_acquire(&avail->idx);
-	return 0;
-}
-
 int virtq__push(struct virtq *vq, uint16_t head, uint32_t written)
 {
 	struct virtq_used_elem *elem;

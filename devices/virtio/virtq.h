@@ -159,13 +159,6 @@ int virtq__set_ready(struct virtq *vq) __must_check;
 int virtq__pop(struct virtq *vq, struct virtq_chain *chain) __must_check;
 
 /*
- * The driver's avail index as it is now (acquire), without taking anything:
- * for a device that waits for the driver to post buffers again. 0, or
- * -EINVAL for a queue not ready, -EFAULT if the ring left guest memory.
- */
-int virtq__avail_idx(const struct virtq *vq, uint16_t *idx) __must_check;
-
-/*
  * Writes (@head, @written) into the next used ring entry without making it
  * visible: call virtq__publish() after one or a batch of pushes. Should
  * @size entries wait unpublished, they are published first so no entry is

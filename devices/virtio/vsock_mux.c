@@ -16,7 +16,7 @@
 #include "vsock_mux.h"
 
 #define DEFAULT_BUF_ALLOC (256U << 10)
-#define DEFAULT_MAX_CONNS 1024U
+#define DEFAULT_MAX_CONNS 256U
 #define DEFAULT_MAX_BUFFERED (64ULL << 20)
 /*
  * Firecracker waits 2 s for a REQUEST's answer; a guest just restored with

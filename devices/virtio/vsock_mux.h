@@ -73,7 +73,7 @@ struct vsock_mux_config {
 	/* What each connection may hold of guest data the host has not read. */
 	uint32_t buf_alloc; /* 256 KiB */
 	/* Host clients still sending CONNECT count too. */
-	unsigned int max_conns; /* 1024 */
+	unsigned int max_conns; /* 256: well below the usual 1024 fd limit */
 	/* Bytes buffered across all connections, beyond which one is reset. */
 	uint64_t max_buffered; /* 64 MiB */
 	/*

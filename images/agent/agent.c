@@ -30,7 +30,6 @@
 #endif
 
 /* How long the agent waits for the host to close after its last frame. */
-#define DRAIN_MS 2000
 /* The host listens before the VM starts; retries only cover a slow vsock device. */
 #define READY_TRIES 20
 #define READY_RETRY_MS 50
@@ -100,14 +99,6 @@ static void close_fd(int *fd)
 	if (*fd >= 0)
 		close(*fd);
 	*fd = -1;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- the guest's INIT hooks ---- */
@@ -453,8 +444,8 @@ static int do_fn_data(struct serve *s)
 static int move_fd(int fd, int to)
 {
 	if (fd == to)
-		return fcntl(fd, F_SETFD, 0);
-	return dup2(fd, to) < 0 ? -1 : 0;
+		return fcntl(fd, F_SETFD, 0) < 0 ? -errno : 0;
+	return dup2(fd, to) < 0 ? -errno : 0;
 }
 
 static void child(struct serve *s, int in, int out, int err, int status,
@@ -787,17 +778,21 @@ static int prepare(struct serve *s)
 	return 0;
 }
 
-/* Lets the host read everything before the caller's close() can reset the connection. */
+/*
+ * Lets the host read everything before the caller's close() can reset the
+ * connection: waits, without a limit, for the host to close its end. The
+ * host bounds the VM's life (--timeout); a slow reader of the function's
+ * output must not lose its tail.
+ */
 static void drain(struct serve *s)
 {
 	struct pollfd p = { .fd = s->fd, .events = POLLIN };
-	int64_t end = now_ms() + DRAIN_MS, left;
 	ssize_t n;
 	int r;
 
 	shutdown(s->fd, SHUT_WR);
-	while ((left = end - now_ms()) > 0) {
-		r = poll(&p, 1, (int)left);
+	for (;;) {
+		r = poll(&p, 1, -1);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)

@@ -464,6 +464,23 @@ t_run_timeout() {
 	ok run_timeout
 }
 
+t_run_signal() {
+	# SIGTERM to sandbox run: the VM is stopped and torn down, 128 + 15, nothing left.
+	"$SANDBOX" run "$EX/burn" >"$tmp/out" 2>"$tmp/err" </dev/null &
+	pid=$!
+	sleep 3
+	kill -TERM $pid
+	wait $pid
+	rc=$?
+	[ $rc -eq 143 ] || { bad run_signal "exit status $rc, expected 143"; return; }
+	ls -d /tmp/sandbox-* >/dev/null 2>&1 && { bad run_signal "socket directory left"; return; }
+	# A closed stdout: the function's output goes nowhere, the status still comes back.
+	"$SANDBOX" run "$EX/exitcode" 5 >&- 2>/dev/null
+	rc=$?
+	[ $rc -eq 5 ] || { bad run_signal "closed stdout: exit status $rc, expected 5"; return; }
+	ok run_signal
+}
+
 t_run_panic() {
 	frun run_panic --timeout 120 "$EX/panic"
 	[ $rc -eq 103 ] || { bad run_panic "exit status $rc, expected 103"; return; }
@@ -538,7 +555,7 @@ not_an_image missing_files too_small bad_flag no_root_panics
 root_boot_persists read_only_drive dd_64mib missing_drive
 snapshot_create snapshot_continue snapshot_inspect restore_uffd restore_eager restore_file
 restore_raw_uffd restore_two_vcpus restore_four restore_block snapshot_corrupt snapshot_not_ready
-run_hello run_exit_codes run_stdin run_random_differs run_timeout run_panic run_isolated
+run_hello run_exit_codes run_stdin run_random_differs run_timeout run_signal run_panic run_isolated
 run_bad_input run_no_leaks"
 [ $# -gt 0 ] && all="$*"
 for t in $all; do

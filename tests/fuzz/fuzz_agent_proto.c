@@ -119,7 +119,8 @@ static void run_invoke(const uint8_t *data, size_t size)
 				      .in_fd = -1,
 				      .out_fd = devnull,
 				      .err_fd = devnull,
-				      .timeout_ms = 5000 };
+				      .timeout_ms = 5000,
+				      .cancel_fd = -1 };
 	struct invoke_result res;
 	int sv[2], r;
 	size_t i;

@@ -14,6 +14,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,6 +171,7 @@ struct call {
 	const char *const *envp;
 	int in_fd;
 	unsigned int timeout_ms;
+	int cancel_fd; /* 0: none */
 	/* results */
 	int ret;
 	int agent_status;
@@ -201,6 +203,7 @@ static void call(struct call *c)
 	req.out_fd = out = mem_file(NULL, 0);
 	req.err_fd = err = mem_file(NULL, 0);
 	req.timeout_ms = c->timeout_ms ? c->timeout_ms : 20000;
+	req.cancel_fd = c->cancel_fd ? c->cancel_fd : -1;
 	a = spawn_agent();
 	c->ret = invoke__run(a.fd, &req, &c->res);
 	c->agent_status = agent_done(&a);
@@ -1119,4 +1122,41 @@ Test(invoke, wait_ready_accepts_ready_and_nothing_else)
 	cr_assert_eq(ready_against(b, off, false, 5000), -EPROTO);
 	cr_assert_eq(ready_against(b, 5, true, 5000), -ECONNRESET);
 	cr_assert_eq(ready_against(b, 0, false, 200), -ETIMEDOUT);
+}
+
+Test(invoke, cancel_ends_the_call_even_while_output_is_stuck)
+{
+	/* Output nobody reads: the call waits on the pipe, then is cancelled. */
+	const char *argv[] = { "sh", "-c", "head -c 4000000 /dev/zero", NULL };
+	struct itimerspec later = { .it_value = { 0, 500000000 } };
+	struct invoke_request req = { 0 };
+	struct invoke_result res;
+	struct agent_proc a;
+	int out[2], cancel;
+	int64_t t0;
+	void *fn;
+
+	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+	/* A timer as the cancel fd: readable half a second in, while output is stuck. */
+	cancel = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	cr_assert_geq(cancel, 0);
+	fn = load("/bin/sh", &req.fn_size);
+	req.fn = fn;
+	req.argv = argv;
+	req.in_fd = -1;
+	req.out_fd = out[1];
+	req.err_fd = -1;
+	req.cancel_fd = cancel;
+	a = spawn_agent();
+	cr_assert_eq(timerfd_settime(cancel, 0, &later, NULL), 0);
+	t0 = now_ms();
+	cr_assert_eq(invoke__run(a.fd, &req, &res), -ECANCELED);
+	cr_assert_lt(now_ms() - t0, 5000);
+	close(a.fd);
+	kill(a.pid, SIGKILL);
+	waitpid(a.pid, NULL, 0);
+	close(out[0]);
+	close(out[1]);
+	close(cancel);
+	free(fn);
 }
