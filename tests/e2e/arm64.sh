@@ -453,6 +453,13 @@ t_run_random_differs() {
 	cat "$tmp/r1" "$tmp/r2" >"$tmp/out"
 	[ "$(wc -c <"$tmp/r1")" -eq 33 ] && [ "$(wc -c <"$tmp/r2")" -eq 33 ] || { bad run_random_differs "no random output"; return; }
 	cmp -s "$tmp/r1" "$tmp/r2" && { bad run_random_differs "both VMs printed $(cat "$tmp/r1")"; return; }
+	# The clock is the host's now, not the snapshot's (made by an earlier test).
+	frun run_random_differs "$EX/clock"
+	host=$(date +%s)
+	guest=$(cat "$tmp/out")
+	[ $rc -eq 0 ] && [ -n "$guest" ] || { bad run_random_differs "clock: exit status $rc"; return; }
+	d=$((host - guest))
+	[ $d -ge -2 ] && [ $d -le 5 ] || { bad run_random_differs "guest clock $guest, host $host"; return; }
 	ok run_random_differs
 }
 
