@@ -142,13 +142,16 @@ unit: $(UNIT_BIN)
 # runs each briefly, `make fuzz FUZZ_TIME=600` runs longer. New inputs go to build/.
 FUZZCC := clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS := virtq blk_req snap agent_proto vsock
+FUZZ_TARGETS := virtq blk_req snap agent_proto vsock state
 FUZZ_SRCS_virtq := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c vmm/mem.c vmm/log.c vmm/state.c
 FUZZ_SRCS_blk_req := tests/fuzz/fuzz_blk_req.c devices/virtio/blk_req.c
 FUZZ_SRCS_snap := tests/fuzz/fuzz_snap.c snapshot/snap.c vmm/log.c
 FUZZ_LIBS_snap := -lzstd -lxxhash
 FUZZ_SRCS_vsock := tests/fuzz/fuzz_vsock.c devices/virtio/vsock_mux.c \
 	devices/virtio/virtq.c vmm/mem.c vmm/log.c vmm/state.c
+FUZZ_SRCS_state := tests/fuzz/fuzz_state.c tests/unit/fakes.c devices/virtio/mmio.c \
+	devices/virtio/virtq.c devices/pl011.c vmm/mem.c vmm/log.c vmm/state.c
+FUZZ_LIBS_state := -lfdt -lpthread
 FUZZ_SRCS_agent_proto := tests/fuzz/fuzz_agent_proto.c launcher/invoke.c images/agent/proto.c vmm/log.c
 
 $(HOSTO)/fuzz-%: $$(FUZZ_SRCS_%) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h snapshot/*.h launcher/*.h images/agent/*.h)
