@@ -53,7 +53,8 @@ SRCS := launcher/main.c launcher/cli.c launcher/common.c \
 	devices/pl011.c devices/pvpanic.c devices/blk_engine.c \
 	devices/virtio/virtq.c devices/virtio/mmio.c devices/virtio/blk.c \
 	devices/virtio/blk_req.c devices/virtio/vsock.c devices/virtio/vsock_mux.c \
-	snapshot/snap.c snapshot/pager.c vmm/state.c vmm/vm_snapshot.c
+	snapshot/snap.c snapshot/pager.c vmm/state.c vmm/vm_snapshot.c \
+	pool/daemon.c pool/worker.c pool/client.c pool/proto.c
 SRCS_arm64 := vmm/arch/arm64/arch.c vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c \
 	vmm/arch/arm64/snapshot.c
 SRCS_x86_64 := vmm/arch/x86_64/arch.c
@@ -68,7 +69,7 @@ endif
 IMAGES_arm64 := $(O)/images/Image $(O)/images/initramfs.cpio $(O)/images/rootfs.ext4
 IMAGES := $(IMAGES_$(ARCH))
 
-.PHONY: all deps images boot demo check unit fuzz e2e e2e-vsock bench-blk bench-snapshot bench-run format-check format clean FORCE
+.PHONY: all deps images boot demo check unit fuzz e2e e2e-vsock e2e-pool bench-blk bench-snapshot bench-run format-check format clean FORCE
 .DEFAULT_GOAL := all
 .SECONDEXPANSION:
 
@@ -125,11 +126,11 @@ UNIT_TESTS := $(wildcard tests/unit/test_*.c)
 UNIT_SRCS := launcher/cli.c vmm/bus.c vmm/mem.c vmm/log.c devices/pl011.c \
 	devices/blk_engine.c devices/virtio/virtq.c devices/virtio/blk_req.c \
 	devices/virtio/mmio.c devices/virtio/vsock.c devices/virtio/vsock_mux.c \
-	snapshot/snap.c snapshot/pager.c vmm/state.c launcher/invoke.c images/agent/proto.c images/agent/agent.c \
+	snapshot/snap.c snapshot/pager.c vmm/state.c launcher/invoke.c pool/proto.c images/agent/proto.c images/agent/agent.c \
 	vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c
 UNIT_BIN := $(HOSTO)/unit-tests
 
-$(UNIT_BIN): $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h launcher/*.h snapshot/*.h images/agent/*.h vmm/arch/arm64/*.h tests/unit/*.h)
+$(UNIT_BIN): $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h launcher/*.h snapshot/*.h images/agent/*.h pool/*.h vmm/arch/arm64/*.h tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(HOSTCC) -std=gnu11 -O1 -g $(WARN) -Wno-missing-prototypes -D_GNU_SOURCE \
 		-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
@@ -142,7 +143,7 @@ unit: $(UNIT_BIN)
 # runs each briefly, `make fuzz FUZZ_TIME=600` runs longer. New inputs go to build/.
 FUZZCC := clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS := virtq blk_req snap agent_proto vsock state
+FUZZ_TARGETS := virtq blk_req snap agent_proto vsock state pool_proto
 FUZZ_SRCS_virtq := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c vmm/mem.c vmm/log.c vmm/state.c
 FUZZ_SRCS_blk_req := tests/fuzz/fuzz_blk_req.c devices/virtio/blk_req.c
 FUZZ_SRCS_snap := tests/fuzz/fuzz_snap.c snapshot/snap.c vmm/log.c
@@ -152,9 +153,10 @@ FUZZ_SRCS_vsock := tests/fuzz/fuzz_vsock.c devices/virtio/vsock_mux.c \
 FUZZ_SRCS_state := tests/fuzz/fuzz_state.c tests/unit/fakes.c devices/virtio/mmio.c \
 	devices/virtio/virtq.c devices/pl011.c vmm/mem.c vmm/log.c vmm/state.c
 FUZZ_LIBS_state := -lfdt -lpthread
+FUZZ_SRCS_pool_proto := tests/fuzz/fuzz_pool_proto.c pool/proto.c
 FUZZ_SRCS_agent_proto := tests/fuzz/fuzz_agent_proto.c launcher/invoke.c images/agent/proto.c vmm/log.c
 
-$(HOSTO)/fuzz-%: $$(FUZZ_SRCS_%) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h snapshot/*.h launcher/*.h images/agent/*.h)
+$(HOSTO)/fuzz-%: $$(FUZZ_SRCS_%) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h snapshot/*.h launcher/*.h images/agent/*.h pool/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZCC) -std=gnu11 -O1 -g $(WARN) -D_GNU_SOURCE \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
@@ -204,10 +206,18 @@ e2e-vsock:
 	cp tests/guest/vsock_e2e.sh $(ARM64_TREE)/vsock_e2e.sh
 	tests/arm64-host/run --timeout 600 -- sh /sandbox/vsock_e2e.sh
 
+# The pool manager end to end: a daemon, runs through it, its teardown.
+e2e-pool:
+	$(MAKE) ARCH=arm64 all
+	@mkdir -p $(ARM64_TREE)/tests
+	cp tests/e2e/pool.sh $(ARM64_TREE)/tests/pool.sh
+	tests/arm64-host/run --timeout 600 -- sh /sandbox/tests/pool.sh
+
 check: format-check unit
 	$(MAKE) fuzz FUZZ_TIME=20
 	$(MAKE) e2e
 	$(MAKE) e2e-vsock
+	$(MAKE) e2e-pool
 
 boot:
 	$(MAKE) ARCH=arm64 all

@@ -22,6 +22,8 @@ const char cli__usage[] =
 	"  run [options] FN [ARGS...]\n"
 	"            run the static executable FN in a fresh VM restored from a\n"
 	"            snapshot; its stdin, stdout, stderr and exit status are ours\n"
+	"  pool start|status|stop [options]\n"
+	"            a daemon that keeps VMs restored and ready for run\n"
 	"  help      show this text\n"
 	"  version   show the version\n"
 	"\n"
@@ -65,7 +67,18 @@ const char cli__usage[] =
 	"                     made from the default images on first use and cached)\n"
 	"  --mem-mode MODE    as for restore (default: file for a raw snapshot,\n"
 	"                     else uffd)\n"
-	"  --timeout SEC      kill the VM after SEC seconds (default: none)\n";
+	"  --timeout SEC      kill the VM after SEC seconds (default: none)\n"
+	"  --pool PATH        run in a VM of the pool listening on PATH\n"
+	"  --no-pool          restore inline even when a pool is listening\n"
+	"\n"
+	"pool commands (docs/pool.md):\n"
+	"  pool start [--snapshot FILE] [--size N] [--socket PATH]\n"
+	"            keep N VMs (default: 2) restored and paused for sandbox run,\n"
+	"            in the foreground; SIGTERM drains and exits\n"
+	"  pool status [--socket PATH]\n"
+	"            print the pool's ready, busy, restoring and served counts\n"
+	"  pool stop [--socket PATH]\n"
+	"            ask the pool to drain and exit\n";
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __printf(3, 4);
 
@@ -422,11 +435,22 @@ static int parse_run(int argc, char *const argv[], int i, struct run_opts *o,
 			if (number_flag("--timeout", v, 0, CLI_MAX_TIMEOUT_S,
 					&o->timeout_s, err, errlen))
 				return -EINVAL;
+		} else if (is_flag(arg, "--pool")) {
+			v = take_value(argc, argv, &i, "--pool");
+			if (!v || !*v)
+				return fail(err, errlen,
+					    "--pool needs a socket path");
+			o->pool = v;
+		} else if (!strcmp(arg, "--no-pool")) {
+			o->no_pool = true;
 		} else {
 			return fail(err, errlen, "run: unknown option '%s'",
 				    arg);
 		}
 	}
+	if (o->pool && o->no_pool)
+		return fail(err, errlen,
+			    "--pool and --no-pool exclude each other");
 	if (i >= argc || !*argv[i])
 		return fail(err, errlen, "run needs a function to run");
 	o->fn = argv[i];
@@ -507,6 +531,59 @@ static int parse_snapshot(int argc, char *const argv[], struct cli *out,
 	return fail(err, errlen, "unknown snapshot sub-command '%s'", argv[2]);
 }
 
+static int parse_pool(int argc, char *const argv[], struct cli *out, char *err,
+		      size_t errlen)
+{
+	struct pool_opts *o = &out->pool;
+	const char *v;
+	int i;
+
+	if (argc < 3)
+		return fail(err, errlen,
+			    "pool needs a sub-command: start, status or stop");
+	if (!strcmp(argv[2], "start"))
+		out->cmd = CLI_POOL_START;
+	else if (!strcmp(argv[2], "status"))
+		out->cmd = CLI_POOL_STATUS;
+	else if (!strcmp(argv[2], "stop"))
+		out->cmd = CLI_POOL_STOP;
+	else
+		return fail(err, errlen, "unknown pool sub-command '%s'",
+			    argv[2]);
+	o->size = CLI_DEFAULT_POOL_SIZE;
+	for (i = 3; i < argc; i++) {
+		const char *arg = argv[i];
+
+		if (is_flag(arg, "--socket")) {
+			v = take_value(argc, argv, &i, "--socket");
+			if (!v || !*v)
+				return fail(err, errlen,
+					    "--socket needs a path");
+			o->socket = v;
+		} else if (out->cmd == CLI_POOL_START &&
+			   is_flag(arg, "--snapshot")) {
+			v = take_value(argc, argv, &i, "--snapshot");
+			if (!v || !*v)
+				return fail(err, errlen,
+					    "--snapshot needs a file");
+			o->snapshot = v;
+		} else if (out->cmd == CLI_POOL_START &&
+			   is_flag(arg, "--size")) {
+			v = take_value(argc, argv, &i, "--size");
+			if (!v)
+				return fail(err, errlen,
+					    "--size needs a value");
+			if (number_flag("--size", v, 1, CLI_MAX_POOL_SIZE,
+					&o->size, err, errlen))
+				return -EINVAL;
+		} else {
+			return fail(err, errlen, "pool %s: unknown option '%s'",
+				    argv[2], arg);
+		}
+	}
+	return 0;
+}
+
 int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
 	       size_t errlen)
 {
@@ -547,6 +624,8 @@ int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
 		out->cmd = CLI_RUN;
 		return parse_run(argc, argv, 2, &out->run, err, errlen);
 	}
+	if (!strcmp(cmd, "pool"))
+		return parse_pool(argc, argv, out, err, errlen);
 	return fail(err, errlen, "unknown command '%s'", cmd);
 }
 

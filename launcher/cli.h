@@ -54,6 +54,9 @@ enum cli_cmd {
 	CLI_SNAPSHOT_INSPECT,
 	CLI_RESTORE,
 	CLI_RUN,
+	CLI_POOL_START,
+	CLI_POOL_STATUS,
+	CLI_POOL_STOP,
 };
 
 /* How a restored VM gets its memory (--mem-mode). */
@@ -73,6 +76,9 @@ enum cli_mem_mode {
 #define CLI_MAX_VCPUS 32
 #define CLI_MAX_TIMEOUT_S (7U * 24 * 3600)
 #define CLI_DEFAULT_CMDLINE "console=ttyAMA0"
+
+#define CLI_DEFAULT_POOL_SIZE 2
+#define CLI_MAX_POOL_SIZE 64
 
 #define CLI_MAX_DRIVES 8
 #define CLI_PATH_MAX 4096
@@ -124,9 +130,18 @@ struct run_opts {
 	unsigned int timeout_s; /* 0: none */
 	enum cli_mem_mode mem_mode;
 	bool mem_mode_set;
+	const char *pool; /* --pool PATH: this pool's socket, or fail */
+	bool no_pool; /* --no-pool: restore inline */
 	const char *fn;
 	char *const *
 		args; /* argv for the function: args[0] is FN, NULL-terminated */
+};
+
+/* sandbox pool start|status|stop [--socket PATH]; start: [--snapshot FILE] [--size N] */
+struct pool_opts {
+	const char *snapshot; /* NULL: the cached base snapshot */
+	unsigned int size; /* VMs kept ready */
+	const char *socket; /* NULL: the default path (pool/pool.h) */
 };
 
 struct cli {
@@ -136,6 +151,7 @@ struct cli {
 		snap; /* snapshot create; .output is inspect's FILE */
 	struct restore_opts restore;
 	struct run_opts run;
+	struct pool_opts pool;
 };
 
 /*
@@ -146,7 +162,9 @@ struct cli {
  * --vcpus 1..CLI_MAX_VCPUS, --timeout up to a week), and malformed drives
  * (no path, unknown option, more than CLI_MAX_DRIVES, two root drives);
  * snapshot create without -o, --level outside 1..19 or with --raw;
- * restore or inspect without exactly one FILE, an unknown --mem-mode.
+ * restore or inspect without exactly one FILE, an unknown --mem-mode;
+ * run with both --pool and --no-pool; pool without start, status or stop,
+ * --size outside 1..CLI_MAX_POOL_SIZE, start's flags given to status or stop.
  */
 int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
 	       size_t errlen) __must_check;

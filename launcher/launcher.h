@@ -81,6 +81,41 @@ struct create_params {
  */
 int launcher__create(const struct create_params *p) __must_check;
 
+/* A function may take at most this share of guest memory (it lives in a memfd there). */
+#define RUN_FN_MEM_SHARE 2
+
+/*
+ * The snapshot sandbox run restores: @snapshot when not NULL, else the cached
+ * base snapshot, made (again, with @remake) when needed. Its path goes into
+ * @path. An exit status (logged).
+ */
+int launcher__find_snapshot(const char *snapshot, bool remake, char *path,
+			    size_t size) __must_check;
+
+/* One invocation in a restored VM whose vCPUs have not run yet. */
+struct run_vm {
+	struct vm *vm;
+	const char *uds; /* the vsock device's host socket */
+	const char *dir; /* its directory: removed once the agent is connected */
+	const char *const *argv; /* argv[0] names the function in messages */
+	const void *fn;
+	size_t fn_size;
+	int in_fd; /* -1: empty stdin */
+	int out_fd;
+	int err_fd;
+	unsigned int timeout_s; /* 0: none; counted from @timing's start */
+	const struct timing *timing;
+};
+
+/*
+ * Runs the VM until the invocation ends (connect to the agent, send the
+ * function, stream stdio, receive the status), --timeout, a guest panic or
+ * SIGINT/SIGTERM/SIGHUP (blocked meanwhile, so the VM is stopped and the
+ * caller's teardown runs). Messages go to stderr. Does not free the VM.
+ * Returns the exit status `sandbox run` reports.
+ */
+int launcher__run_vm(const struct run_vm *r) __must_check;
+
 /* The sub-commands; each returns the exit status. */
 int launcher__snapshot_create(const struct cli *c) __must_check;
 int launcher__snapshot_inspect(const char *path) __must_check;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "../pool/pool.h"
 #include "../vmm/log.h"
 #include "../vmm/vm.h"
 #include "launcher.h"
@@ -84,6 +85,12 @@ int main(int argc, char *argv[])
 		return launcher__restore(&cli.restore);
 	case CLI_RUN:
 		return launcher__run(&cli.run);
+	case CLI_POOL_START:
+		return pool__daemon(&cli.pool);
+	case CLI_POOL_STATUS:
+		return pool__client_status(&cli.pool);
+	case CLI_POOL_STOP:
+		return pool__client_stop(&cli.pool);
 	}
 	return EXIT_INTERNAL;
 }

@@ -19,6 +19,7 @@
 #include <xxhash.h>
 
 #include "../images/agent/proto.h"
+#include "../pool/pool.h"
 #include "../snapshot/pager.h"
 #include "../snapshot/snap.h"
 #include "../vmm/log.h"
@@ -34,8 +35,6 @@
 #define BASE_MEM_MIB 128
 #define BASE_CMDLINE "console=ttyAMA0 quiet loglevel=1"
 #define BASE_CID 3
-/* A function may take at most this share of guest memory (it lives in a memfd there). */
-#define FN_MEM_SHARE 2
 /* How long the agent may take to accept the invocation's connection. */
 #define CONNECT_TIMEOUT_MS 10000
 
@@ -478,15 +477,112 @@ static bool stale(int err)
 	       err == -EXDEV;
 }
 
-/* The snapshot to restore: --snapshot, or the base one (made or remade). */
-static int find_snapshot(const struct run_opts *o, bool remake, char *path,
-			 size_t size)
+int launcher__find_snapshot(const char *snapshot, bool remake, char *path,
+			    size_t size)
 {
-	if (o->snapshot) {
-		snprintf(path, size, "%s", o->snapshot);
+	if (snapshot) {
+		snprintf(path, size, "%s", snapshot);
 		return EXIT_OK;
 	}
 	return base_snapshot(path, size, remake);
+}
+
+int launcher__run_vm(const struct run_vm *r)
+{
+	const char *const envp[] = { "PATH=/bin:/sbin", "HOME=/", NULL };
+	struct invocation inv = {
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.fd = -1,
+		.stop_fd = -1,
+	};
+	struct sig_watch sw = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	enum vm_exit why = VM_EXIT_NONE;
+	pthread_t thread, sig_thread;
+	bool started = false, sig_started = false;
+	unsigned int timeout_ms = 0;
+	sigset_t old_mask;
+	int status, err;
+
+	inv.stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (inv.stop_fd < 0) {
+		pr_err("cannot open the guest console's sink: %s",
+		       strerror(errno));
+		return EXIT_INTERNAL;
+	}
+	/* From here a signal stops the VM and the teardown below still runs. */
+	sigemptyset(&sw.set);
+	sigaddset(&sw.set, SIGINT);
+	sigaddset(&sw.set, SIGTERM);
+	sigaddset(&sw.set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sw.set, &old_mask);
+	sw.vm = r->vm;
+	sig_started = !pthread_create(&sig_thread, NULL, watch_signals, &sw);
+	inv.vm = r->vm;
+	inv.uds = r->uds;
+	inv.dir = r->dir;
+	inv.timing = r->timing;
+	inv.req.argv = r->argv;
+	inv.req.envp = envp;
+	inv.req.fn = r->fn;
+	inv.req.fn_size = r->fn_size;
+	inv.req.in_fd = r->in_fd;
+	inv.req.out_fd = r->out_fd;
+	inv.req.err_fd = r->err_fd;
+	inv.req.cancel_fd = inv.stop_fd;
+	err = pthread_create(&thread, NULL, invoke_thread, &inv);
+	if (err) {
+		pr_err("cannot start the invocation thread: %s", strerror(err));
+		status = EXIT_INTERNAL;
+		goto out;
+	}
+	started = true;
+	/* --timeout counts from r->timing's start (the command's, restore included). */
+	if (r->timeout_s) {
+		double left = r->timeout_s * 1000.0 - timing__ms(r->timing);
+
+		timeout_ms = left < 1 ? 1 : (unsigned int)left;
+	}
+	err = vm__run(r->vm, timeout_ms, &why);
+	abort_invocation(&inv);
+	pthread_join(thread, NULL);
+	started = false;
+	if (r->timing->on) {
+		fprintf(stderr, "sandbox-timing: connected_ms=%.3f\n",
+			inv.connected_ms);
+		if (inv.res.started_ns)
+			fprintf(stderr, "sandbox-timing: started_ms=%.3f\n",
+				inv.connected_ms + inv.res.started_ns / 1e6);
+		if (inv.res.ended_ns)
+			fprintf(stderr, "sandbox-timing: ended_ms=%.3f\n",
+				inv.connected_ms + inv.res.ended_ns / 1e6);
+	}
+	pthread_mutex_lock(&sw.lock);
+	if (sw.sig) {
+		pr_err("stopped by signal %d", sw.sig);
+		status = 128 + sw.sig;
+	} else {
+		status = err ? EXIT_INTERNAL
+			     : status_for(&inv, why, r->timeout_s);
+	}
+	pthread_mutex_unlock(&sw.lock);
+out:
+	if (started) {
+		abort_invocation(&inv);
+		pthread_join(thread, NULL);
+	}
+	if (sig_started) {
+		pthread_mutex_lock(&sw.lock);
+		sw.vm = NULL;
+		sw.finished = true;
+		pthread_mutex_unlock(&sw.lock);
+		pthread_kill(sig_thread, SIGTERM);
+		pthread_join(sig_thread, NULL);
+	}
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	if (inv.fd >= 0)
+		close(inv.fd);
+	close(inv.stop_fd);
+	return status;
 }
 
 int launcher__run(const struct run_opts *o)
@@ -496,22 +592,12 @@ int launcher__run(const struct run_opts *o)
 		[CLI_MEM_EAGER] = VM_MEM_EAGER,
 		[CLI_MEM_FILE] = VM_MEM_FILE,
 	};
-	struct invocation inv = {
-		.lock = PTHREAD_MUTEX_INITIALIZER,
-		.fd = -1,
-		.stop_fd = -1,
-	};
-	struct sig_watch sw = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	char snap_path[PATH_MAX], dir[PATH_MAX] = "", uds[PATH_MAX + 16];
-	const char *const envp[] = { "PATH=/bin:/sbin", "HOME=/", NULL };
 	struct vm_restore_opts ro = { .console_in = -1 };
 	const struct snap_info *info;
-	enum vm_exit why = VM_EXIT_NONE;
 	struct function fn = { 0 };
-	pthread_t thread, sig_thread;
-	bool started = false, sig_started = false, masked = false;
-	unsigned int attempt, timeout_ms = 0;
-	sigset_t old_mask;
+	unsigned int attempt;
+	struct run_vm r;
 	struct timing t;
 	struct snap *s = NULL;
 	struct vm *vm = NULL;
@@ -521,12 +607,13 @@ int launcher__run(const struct run_opts *o)
 	status = load_function(o->fn, &fn);
 	if (status)
 		goto out;
+	if (pool__client_run(o, fn.bytes, fn.size, &status) == 0)
+		goto out;
 	/* The guest's console is not the function's output. */
 	null_fd = getenv("SANDBOX_DEBUG")
 			  ? fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)
 			  : open("/dev/null", O_WRONLY | O_CLOEXEC);
-	inv.stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (null_fd < 0 || inv.stop_fd < 0) {
+	if (null_fd < 0) {
 		pr_err("cannot open the guest console's sink: %s",
 		       strerror(errno));
 		status = EXIT_INTERNAL;
@@ -536,8 +623,8 @@ int launcher__run(const struct run_opts *o)
 	for (attempt = 0; attempt < 2; attempt++) {
 		bool retry = attempt == 0 && !o->snapshot;
 
-		status = find_snapshot(o, attempt > 0, snap_path,
-				       sizeof(snap_path));
+		status = launcher__find_snapshot(o->snapshot, attempt > 0,
+						 snap_path, sizeof(snap_path));
 		if (status)
 			goto out;
 		err = snap__open(snap_path, vm__arch_snap_id(), &s);
@@ -550,7 +637,7 @@ int launcher__run(const struct run_opts *o)
 			goto out;
 		}
 		info = snap__info(s);
-		if (fn.size > info->mem_size / FN_MEM_SHARE) {
+		if (fn.size > info->mem_size / RUN_FN_MEM_SHARE) {
 			pr_err("function %s: %zu bytes do not fit in the guest's %llu MiB of memory",
 			       o->fn, fn.size,
 			       (unsigned long long)(info->mem_size >> 20));
@@ -592,84 +679,23 @@ int launcher__run(const struct run_opts *o)
 		goto out;
 	}
 	timing__note_ms(&t, "restore_ms");
-	/* From here a signal stops the VM and the teardown below still runs. */
-	sigemptyset(&sw.set);
-	sigaddset(&sw.set, SIGINT);
-	sigaddset(&sw.set, SIGTERM);
-	sigaddset(&sw.set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sw.set, &old_mask);
-	masked = true;
-	sw.vm = vm;
-	sig_started = !pthread_create(&sig_thread, NULL, watch_signals, &sw);
-	inv.vm = vm;
-	inv.uds = uds;
-	inv.dir = dir;
-	inv.timing = &t;
-	inv.req.argv = (const char *const *)o->args;
-	inv.req.envp = envp;
-	inv.req.fn = fn.bytes;
-	inv.req.fn_size = fn.size;
-	inv.req.in_fd = launcher__console_input();
-	inv.req.out_fd = STDOUT_FILENO;
-	inv.req.err_fd = STDERR_FILENO;
-	inv.req.cancel_fd = inv.stop_fd;
-	err = pthread_create(&thread, NULL, invoke_thread, &inv);
-	if (err) {
-		pr_err("cannot start the invocation thread: %s", strerror(err));
-		status = EXIT_INTERNAL;
-		goto out;
-	}
-	started = true;
-	/* --timeout counts from the start of the command, restore included. */
-	if (o->timeout_s) {
-		double left = o->timeout_s * 1000.0 - timing__ms(&t);
-
-		timeout_ms = left < 1 ? 1 : (unsigned int)left;
-	}
-	err = vm__run(vm, timeout_ms, &why);
-	abort_invocation(&inv);
-	pthread_join(thread, NULL);
-	started = false;
-	if (t.on) {
-		fprintf(stderr, "sandbox-timing: connected_ms=%.3f\n",
-			inv.connected_ms);
-		if (inv.res.started_ns)
-			fprintf(stderr, "sandbox-timing: started_ms=%.3f\n",
-				inv.connected_ms + inv.res.started_ns / 1e6);
-		if (inv.res.ended_ns)
-			fprintf(stderr, "sandbox-timing: ended_ms=%.3f\n",
-				inv.connected_ms + inv.res.ended_ns / 1e6);
-	}
-	pthread_mutex_lock(&sw.lock);
-	if (sw.sig) {
-		pr_err("stopped by signal %d", sw.sig);
-		status = 128 + sw.sig;
-	} else {
-		status = err ? EXIT_INTERNAL
-			     : status_for(&inv, why, o->timeout_s);
-	}
-	pthread_mutex_unlock(&sw.lock);
+	r = (struct run_vm){
+		.vm = vm,
+		.uds = uds,
+		.dir = dir,
+		.argv = (const char *const *)o->args,
+		.fn = fn.bytes,
+		.fn_size = fn.size,
+		.in_fd = launcher__console_input(),
+		.out_fd = STDOUT_FILENO,
+		.err_fd = STDERR_FILENO,
+		.timeout_s = o->timeout_s,
+		.timing = &t,
+	};
+	status = launcher__run_vm(&r);
 out:
-	if (started) {
-		abort_invocation(&inv);
-		pthread_join(thread, NULL);
-	}
-	if (sig_started) {
-		pthread_mutex_lock(&sw.lock);
-		sw.vm = NULL;
-		sw.finished = true;
-		pthread_mutex_unlock(&sw.lock);
-		pthread_kill(sig_thread, SIGTERM);
-		pthread_join(sig_thread, NULL);
-	}
 	vm__free(vm);
-	if (masked)
-		pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	timing__note_ms(&t, "teardown_ms");
-	if (inv.fd >= 0)
-		close(inv.fd);
-	if (inv.stop_fd >= 0)
-		close(inv.stop_fd);
 	if (null_fd >= 0)
 		close(null_fd);
 	if (dir[0])
