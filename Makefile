@@ -211,7 +211,7 @@ e2e-pool:
 	$(MAKE) ARCH=arm64 all
 	@mkdir -p $(ARM64_TREE)/tests
 	cp tests/e2e/pool.sh $(ARM64_TREE)/tests/pool.sh
-	tests/arm64-host/run --timeout 600 -- sh /sandbox/tests/pool.sh
+	tests/arm64-host/run --timeout 1200 -- sh /sandbox/tests/pool.sh
 
 check: format-check unit
 	$(MAKE) fuzz FUZZ_TIME=20

@@ -111,7 +111,9 @@ struct run_vm {
  * Runs the VM until the invocation ends (connect to the agent, send the
  * function, stream stdio, receive the status), --timeout, a guest panic or
  * SIGINT/SIGTERM/SIGHUP (blocked meanwhile, so the VM is stopped and the
- * caller's teardown runs). Messages go to stderr. Does not free the VM.
+ * caller's teardown runs; they are still blocked on return, for the caller
+ * to unblock after freeing the VM). Messages go to stderr. Does not free
+ * the VM.
  * Returns the exit status `sandbox run` reports.
  */
 int launcher__run_vm(const struct run_vm *r) __must_check;

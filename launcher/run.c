@@ -578,7 +578,7 @@ out:
 		pthread_kill(sig_thread, SIGTERM);
 		pthread_join(sig_thread, NULL);
 	}
-	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	/* The signals stay blocked: the caller unblocks them after its teardown. */
 	if (inv.fd >= 0)
 		close(inv.fd);
 	close(inv.stop_fd);
@@ -597,6 +597,8 @@ int launcher__run(const struct run_opts *o)
 	const struct snap_info *info;
 	struct function fn = { 0 };
 	unsigned int attempt;
+	bool masked = false;
+	sigset_t mask;
 	struct run_vm r;
 	struct timing t;
 	struct snap *s = NULL;
@@ -692,9 +694,14 @@ int launcher__run(const struct run_opts *o)
 		.timeout_s = o->timeout_s,
 		.timing = &t,
 	};
+	pthread_sigmask(SIG_SETMASK, NULL, &mask);
 	status = launcher__run_vm(&r);
+	masked = true;
 out:
 	vm__free(vm);
+	/* Only now: a second signal must not cut the teardown short. */
+	if (masked)
+		pthread_sigmask(SIG_SETMASK, &mask, NULL);
 	timing__note_ms(&t, "teardown_ms");
 	if (null_fd >= 0)
 		close(null_fd);

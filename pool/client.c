@@ -31,24 +31,65 @@ int pool__default_socket(char *buf, size_t size)
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
-/* A connected SOCK_SEQPACKET socket to the pool at @path, or -errno. */
+/* How long a plain run waits for a pool to accept before it restores inline. */
+#define CONNECT_MS 1000
+
+/*
+ * A connected SOCK_SEQPACKET socket to the pool at @path, or -errno. The
+ * connect cannot hang (a wedged pool with a full backlog), and the pool must
+ * be our own user's: anyone may create a socket at the /tmp fallback path,
+ * and a stranger's "pool" would get our stdio and our function (-EPERM).
+ */
 static int connect_pool(const char *path)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd, err;
+	struct pollfd p = { .events = POLLOUT };
+	struct ucred cred;
+	socklen_t clen = sizeof(cred), elen = sizeof(int);
+	int fd, err, soerr = 0, r;
 
 	if (strlen(path) >= sizeof(a.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(a.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
+	p.fd = fd;
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		err = -errno;
-		close(fd);
-		return err;
+		if (err != -EINPROGRESS && err != -EAGAIN)
+			goto fail;
+		do {
+			r = poll(&p, 1, CONNECT_MS);
+		} while (r < 0 && errno == EINTR);
+		err = r == 0 ? -ETIMEDOUT : r < 0 ? -errno : 0;
+		if (!err &&
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &elen) < 0)
+			err = -errno;
+		if (!err && soerr)
+			err = -soerr;
+		if (err)
+			goto fail;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+		err = -errno;
+		goto fail;
+	}
+	if (cred.uid != getuid()) {
+		pr_warn("the pool socket %s belongs to uid %u, not us: not using it",
+			path, (unsigned int)cred.uid);
+		err = -EPERM;
+		goto fail;
+	}
+	/* The rest of the exchange blocks, as before. */
+	if (fcntl(fd, F_SETFL, 0) < 0) {
+		err = -errno;
+		goto fail;
 	}
 	return fd;
+fail:
+	close(fd);
+	return err;
 }
 
 /* The function's bytes as they were checked, in a sealed memfd: the file may change. */
@@ -122,6 +163,9 @@ static int wait_result(int fd, const char *path, int *status)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	/* Without a signalfd the signals must keep their default effect. */
+	if (sfd < 0)
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	for (;;) {
 		struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
 				       { .fd = sfd, .events = POLLIN } };

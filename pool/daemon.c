@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -55,6 +56,8 @@ struct client {
 };
 
 struct pool {
+	/* One message's payload at a time: the loop is single-threaded. */
+	char payload[POOL_PAYLOAD_MAX + 1];
 	const char *snap_path;
 	const char *sock_path;
 	const char *
@@ -131,6 +134,11 @@ static void reply(struct client *c, uint16_t type, const struct pool_msg *m,
 /* In the child: nothing of the daemon's stays open or armed. */
 static void become_worker(struct pool *p, int fd)
 {
+	/*
+	 * Its own process group: a terminal's Ctrl-C reaches the daemon, which
+	 * drains, not the running functions; and it dies with the daemon.
+	 */
+	setpgid(0, 0);
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != p->self) {
 		p->worker_status = EXIT_INTERNAL;
 		return;
@@ -287,7 +295,7 @@ static void start_drain(struct pool *p)
 	}
 	for (unsigned int i = 0; i < p->nr_w; i++)
 		if (p->w[i].state == W_READY || p->w[i].state == W_RESTORING)
-			drop_worker(&p->w[i], false);
+			drop_worker(&p->w[i], p->w[i].state == W_RESTORING);
 	for (unsigned int i = 0; i < MAX_CLIENTS; i++)
 		if (p->c[i].state == C_NEW)
 			p->c[i].state = C_QUEUED;
@@ -296,7 +304,7 @@ static void start_drain(struct pool *p)
 
 static void client_request(struct pool *p, struct client *c)
 {
-	static char payload[POOL_PAYLOAD_MAX + 1];
+	char *payload = p->payload;
 	const char *argv[POOL_PAYLOAD_MAX / 2 + 1];
 	struct pool_msg ans = { 0 };
 	unsigned int want;
@@ -346,7 +354,7 @@ static void client_request(struct pool *p, struct client *c)
 
 static void worker_message(struct pool *p, struct worker *w)
 {
-	static char payload[POOL_PAYLOAD_MAX + 1];
+	char *payload = p->payload;
 	struct pool_msg m;
 	unsigned int nfds = 0;
 	int err;
@@ -623,6 +631,15 @@ int pool__daemon(const struct pool_opts *o)
 	struct pool p = { .size = o->size, .listen_fd = -1, .sig_fd = -1 };
 	sigset_t set;
 	int status;
+	struct rlimit nofile;
+
+	/* Each queued client holds 5 fds: use all the fds we may have. */
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+	    nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+			pr_debug("pool: cannot raise the fd limit");
+	}
 
 	for (unsigned int i = 0; i < MAX_CLIENTS; i++)
 		p.c[i].fd = -1;

@@ -67,7 +67,8 @@ static int report(int fd, int status)
 static int serve(int fd, struct vm *vm, const char *uds, const char *dir,
 		 uint64_t mem_size)
 {
-	static char payload[POOL_PAYLOAD_MAX + 1];
+	/* The worker's stack is the process's main stack: 32 KiB fit. */
+	char payload[POOL_PAYLOAD_MAX + 1];
 	const char *argv[POOL_PAYLOAD_MAX / 2 + 1];
 	int fds[POOL_MAX_FDS];
 	unsigned int nfds = POOL_MAX_FDS, want;
