@@ -75,8 +75,9 @@ const char cli__usage[] =
 	"  pool start [--snapshot FILE] [--size N] [--socket PATH]\n"
 	"            keep N VMs (default: 2) restored and paused for sandbox run,\n"
 	"            in the foreground; SIGTERM drains and exits\n"
-	"  pool status [--socket PATH]\n"
-	"            print the pool's ready, busy, restoring and served counts\n"
+	"  pool status [--socket PATH] [--json]\n"
+	"            print the pool's ready, busy, restoring, queued and served\n"
+	"            counts (one JSON object with --json)\n"
 	"  pool stop [--socket PATH]\n"
 	"            ask the pool to drain and exit\n";
 
@@ -554,7 +555,9 @@ static int parse_pool(int argc, char *const argv[], struct cli *out, char *err,
 	for (i = 3; i < argc; i++) {
 		const char *arg = argv[i];
 
-		if (is_flag(arg, "--socket")) {
+		if (out->cmd == CLI_POOL_STATUS && !strcmp(arg, "--json")) {
+			o->json = true;
+		} else if (is_flag(arg, "--socket")) {
 			v = take_value(argc, argv, &i, "--socket");
 			if (!v || !*v)
 				return fail(err, errlen,

@@ -142,6 +142,7 @@ struct pool_opts {
 	const char *snapshot; /* NULL: the cached base snapshot */
 	unsigned int size; /* VMs kept ready */
 	const char *socket; /* NULL: the default path (pool/pool.h) */
+	bool json; /* pool status --json */
 };
 
 struct cli {

@@ -307,8 +307,12 @@ int pool__client_status(const struct pool_opts *o)
 		pr_err("the pool sent an unexpected answer (type %u)", m.type);
 		return EXIT_INTERNAL;
 	}
-	printf("ready %u\nbusy %u\nrestoring %u\nqueued %u\nserved %u\n",
-	       m.arg0, m.arg1, m.arg2, m.flags, m.arg3);
+	if (o->json)
+		printf("{\"ready\": %u, \"busy\": %u, \"restoring\": %u, \"queued\": %u, \"served\": %u}\n",
+		       m.arg0, m.arg1, m.arg2, m.flags, m.arg3);
+	else
+		printf("ready %u\nbusy %u\nrestoring %u\nqueued %u\nserved %u\n",
+		       m.arg0, m.arg1, m.arg2, m.flags, m.arg3);
 	return EXIT_OK;
 }
 

@@ -577,12 +577,27 @@ static int listen_on(const char *path)
  * pool left there is found and removed by the next pool on that socket.
  * NULL when the path would not leave room for a VM's socket path.
  */
+/* Removes the VM socket directories left in @dir (by workers that were killed). */
+static int empty_vm_dir(const char *dir)
+{
+	struct dirent *e;
+	char sub[PATH_MAX];
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' &&
+		    snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name) <
+			    (int)sizeof(sub))
+			launcher__rmdir(sub);
+	closedir(d);
+	return 0;
+}
+
 static const char *make_vm_dir(const char *sock, char *buf, size_t size)
 {
 	struct sockaddr_un a;
-	struct dirent *e;
-	char sub[PATH_MAX];
-	DIR *d;
 
 	/* "/sandbox-XXXXXX/vsock" and the vsock device's "_<port>" listeners. */
 	if (strlen(sock) + 2 + 32 >= sizeof(a.sun_path) ||
@@ -590,16 +605,7 @@ static const char *make_vm_dir(const char *sock, char *buf, size_t size)
 		return NULL;
 	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
 		return NULL;
-	d = opendir(buf);
-	if (!d)
-		return NULL;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.' &&
-		    snprintf(sub, sizeof(sub), "%s/%s", buf, e->d_name) <
-			    (int)sizeof(sub))
-			launcher__rmdir(sub);
-	closedir(d);
-	return buf;
+	return empty_vm_dir(buf) ? NULL : buf;
 }
 
 /* The snapshot, resolved and opened once here so that a bad one fails at start. */
@@ -712,7 +718,8 @@ out:
 		}
 		if (p.sig_fd >= 0)
 			close(p.sig_fd);
-		if (p.vm_dir)
+		/* Every worker is reaped: what a killed one left goes too. */
+		if (p.vm_dir && !empty_vm_dir(p.vm_dir))
 			rmdir(p.vm_dir);
 		sigprocmask(SIG_SETMASK, &p.old_mask, NULL);
 	}

@@ -89,6 +89,8 @@ t_pool_start() {
 	start_pool || { bad pool_start "the pool never had 2 ready VMs"; return; }
 	[ -S "$SOCK" ] || { bad pool_start "no socket at $SOCK"; return; }
 	[ "$(field busy)" = 0 ] && [ "$(field served)" = 0 ] || { bad pool_start "status: $("$SANDBOX" pool status)"; return; }
+	json=$("$SANDBOX" pool status --json)
+	[ "$json" = '{"ready": 2, "busy": 0, "restoring": 0, "queued": 0, "served": 0}' ] || { bad pool_start "status --json: $json"; return; }
 	ok pool_start
 }
 

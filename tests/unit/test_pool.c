@@ -68,6 +68,18 @@ Test(pool, rejects_bad_commands)
 	cr_assert_eq(PARSE(&c, "pool", "status", "--size", "2"), -EINVAL);
 	cr_assert_eq(PARSE(&c, "pool", "stop", "--snapshot", "x"), -EINVAL);
 	cr_assert_eq(PARSE(&c, "pool", "stop", "--socket"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "pool", "stop", "--json"), -EINVAL);
+}
+
+Test(pool, status_takes_json)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "pool", "status", "--json"), 0, "%s", err);
+	cr_assert_eq(c.cmd, CLI_POOL_STATUS);
+	cr_assert(c.pool.json);
+	cr_assert_eq(PARSE(&c, "pool", "status"), 0);
+	cr_assert_not(c.pool.json);
 }
 
 Test(pool, run_takes_pool_flags)
