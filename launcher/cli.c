@@ -399,11 +399,45 @@ static int mem_mode(const char *v, enum cli_mem_mode *out, char *err,
 	return 0;
 }
 
+#define RESTORE_FLAG_MEM_MODE 1
+#define RESTORE_FLAG_TIMEOUT 2
+
+/*
+ * --mem-mode and --timeout, which restore and run share. Returns which one
+ * @argv[*i] was (consumed), 0 if neither, or -EINVAL.
+ */
+static int restore_flag(int argc, char *const argv[], int *i,
+			enum cli_mem_mode *mode, unsigned int *timeout_s,
+			char *err, size_t errlen)
+{
+	const char *arg = argv[*i], *v;
+
+	if (is_flag(arg, "--mem-mode")) {
+		v = take_value(argc, argv, i, "--mem-mode");
+		if (!v)
+			return fail(err, errlen, "--mem-mode needs a value");
+		if (mem_mode(v, mode, err, errlen))
+			return -EINVAL;
+		return RESTORE_FLAG_MEM_MODE;
+	}
+	if (is_flag(arg, "--timeout")) {
+		v = take_value(argc, argv, i, "--timeout");
+		if (!v)
+			return fail(err, errlen, "--timeout needs a value");
+		if (number_flag("--timeout", v, 0, CLI_MAX_TIMEOUT_S, timeout_s,
+				err, errlen))
+			return -EINVAL;
+		return RESTORE_FLAG_TIMEOUT;
+	}
+	return 0;
+}
+
 /* Options stop at the function: what follows it is the function's own argv. */
 static int parse_run(int argc, char *const argv[], int i, struct run_opts *o,
 		     char *err, size_t errlen)
 {
 	const char *v;
+	int r;
 
 	for (; i < argc; i++) {
 		const char *arg = argv[i];
@@ -420,22 +454,11 @@ static int parse_run(int argc, char *const argv[], int i, struct run_opts *o,
 				return fail(err, errlen,
 					    "--snapshot needs a file");
 			o->snapshot = v;
-		} else if (is_flag(arg, "--mem-mode")) {
-			v = take_value(argc, argv, &i, "--mem-mode");
-			if (!v)
-				return fail(err, errlen,
-					    "--mem-mode needs a value");
-			if (mem_mode(v, &o->mem_mode, err, errlen))
-				return -EINVAL;
-			o->mem_mode_set = true;
-		} else if (is_flag(arg, "--timeout")) {
-			v = take_value(argc, argv, &i, "--timeout");
-			if (!v)
-				return fail(err, errlen,
-					    "--timeout needs a value");
-			if (number_flag("--timeout", v, 0, CLI_MAX_TIMEOUT_S,
-					&o->timeout_s, err, errlen))
-				return -EINVAL;
+		} else if ((r = restore_flag(argc, argv, &i, &o->mem_mode,
+					     &o->timeout_s, err, errlen))) {
+			if (r < 0)
+				return r;
+			o->mem_mode_set |= r == RESTORE_FLAG_MEM_MODE;
 		} else if (is_flag(arg, "--pool")) {
 			v = take_value(argc, argv, &i, "--pool");
 			if (!v || !*v)
@@ -463,26 +486,18 @@ static int parse_restore(int argc, char *const argv[], int i,
 			 struct restore_opts *o, char *err, size_t errlen)
 {
 	const char *v;
+	int r;
 
 	for (; i < argc; i++) {
 		const char *arg = argv[i];
 
-		if (is_flag(arg, "--mem-mode")) {
-			v = take_value(argc, argv, &i, "--mem-mode");
-			if (!v)
-				return fail(err, errlen,
-					    "--mem-mode needs a value");
-			if (mem_mode(v, &o->mem_mode, err, errlen))
-				return -EINVAL;
-		} else if (is_flag(arg, "--timeout")) {
-			v = take_value(argc, argv, &i, "--timeout");
-			if (!v)
-				return fail(err, errlen,
-					    "--timeout needs a value");
-			if (number_flag("--timeout", v, 0, CLI_MAX_TIMEOUT_S,
-					&o->timeout_s, err, errlen))
-				return -EINVAL;
-		} else if (is_flag(arg, "--vsock-uds")) {
+		r = restore_flag(argc, argv, &i, &o->mem_mode, &o->timeout_s,
+				 err, errlen);
+		if (r < 0)
+			return r;
+		if (r)
+			continue;
+		if (is_flag(arg, "--vsock-uds")) {
 			v = take_value(argc, argv, &i, "--vsock-uds");
 			if (!v || !*v)
 				return fail(err, errlen,

@@ -171,6 +171,20 @@ void timing__note_u64(const struct timing *t, const char *key, uint64_t v)
 			(unsigned long long)v);
 }
 
+int launcher__console_sink(void)
+{
+	int fd = getenv("SANDBOX_DEBUG")
+			 ? fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)
+			 : open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		fd = -errno;
+		pr_err("cannot open the guest console's sink: %s",
+		       strerror(-fd));
+	}
+	return fd;
+}
+
 int launcher__tmpdir(char *buf, size_t size)
 {
 	const char *base = getenv("TMPDIR");

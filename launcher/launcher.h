@@ -42,6 +42,13 @@ int launcher__boot_config(const struct boot_opts *b,
 			  struct boot_config *bc) __must_check;
 
 /*
+ * Where a sandbox run's guest console goes: it is not the function's
+ * output. /dev/null, or a copy of stderr with SANDBOX_DEBUG set. An fd
+ * (O_CLOEXEC) or -errno after logging.
+ */
+int launcher__console_sink(void) __must_check;
+
+/*
  * A private directory for a VM's sockets, under $TMPDIR or /tmp, into @buf.
  * 0 or -errno (logged).
  */

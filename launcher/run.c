@@ -611,13 +611,8 @@ int launcher__run(const struct run_opts *o)
 		goto out;
 	if (pool__client_run(o, fn.bytes, fn.size, &status) == 0)
 		goto out;
-	/* The guest's console is not the function's output. */
-	null_fd = getenv("SANDBOX_DEBUG")
-			  ? fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)
-			  : open("/dev/null", O_WRONLY | O_CLOEXEC);
+	null_fd = launcher__console_sink();
 	if (null_fd < 0) {
-		pr_err("cannot open the guest console's sink: %s",
-		       strerror(errno));
 		status = EXIT_INTERNAL;
 		goto out;
 	}

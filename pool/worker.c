@@ -129,12 +129,8 @@ int pool__worker(int fd, const char *snap_path)
 	struct vm *vm = NULL;
 	int status, err, null_fd;
 
-	null_fd = getenv("SANDBOX_DEBUG")
-			  ? fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)
-			  : open("/dev/null", O_WRONLY | O_CLOEXEC);
+	null_fd = launcher__console_sink();
 	if (null_fd < 0) {
-		pr_err("cannot open the guest console's sink: %s",
-		       strerror(errno));
 		status = EXIT_INTERNAL;
 		goto fail;
 	}
