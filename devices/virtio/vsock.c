@@ -113,10 +113,13 @@ static void *worker(void *arg)
 
 			if (tag == TAG_STOP)
 				stop = true;
-			else if (tag < VSOCK_NR_QUEUES &&
-				 read(virtio_mmio__notify_fd(v->t, tag), &val,
+			else if (tag >= VSOCK_NR_QUEUES)
+				continue;
+			else if (read(virtio_mmio__notify_fd(v->t, tag), &val,
 				      sizeof(val)) < 0)
 				pr_debug("virtio-vsock: notify read failed");
+			else
+				vsock_mux__guest_notified(v->mux);
 		}
 		if (stop)
 			break;

@@ -97,7 +97,7 @@ struct vsock_mux {
 	bool broken;
 	bool reset_event; /* TRANSPORT_RESET owed to the guest */
 	bool reset_wait; /* sent, the guest has not handled it yet */
-	uint64_t reset_deadline; /* when we stop waiting for that */
+	uint64_t reset_deadline; /* when we stop waiting for that; 0: not yet */
 	bool used[VSOCK_NR_QUEUES]; /* pushed since the last publish */
 	struct link conns;
 	struct link dead; /* buried in this service round, freed at its end */
@@ -1194,7 +1194,8 @@ static void fill_event(struct vsock_mux *m)
 		push(m, VSOCK_QUEUE_EVENT, ch.head, sizeof(ev));
 		m->reset_event = false;
 		m->reset_wait = true;
-		m->reset_deadline = now_ns() + m->timeout_ns;
+		/* The clock starts at the guest's first notification. */
+		m->reset_deadline = 0;
 		while ((r = virtq__pop(vq, &ch)) > 0)
 			push(m, VSOCK_QUEUE_EVENT, ch.head, 0);
 		if (r < 0)
@@ -1209,7 +1210,7 @@ static void check_reset_done(struct vsock_mux *m)
 
 	if (r < 0)
 		break_queues(m);
-	if (r != 0 || now_ns() >= m->reset_deadline)
+	if (r != 0 || (m->reset_deadline && now_ns() >= m->reset_deadline))
 		m->reset_wait = false;
 }
 
@@ -1286,9 +1287,10 @@ bool vsock_mux__service(struct vsock_mux *m)
 int vsock_mux__timeout_ms(const struct vsock_mux *m)
 {
 	const struct link *l;
-	uint64_t first = m->reset_wait ? m->reset_deadline : UINT64_MAX, now;
+	bool reset_clock = m->reset_wait && m->reset_deadline;
+	uint64_t first = reset_clock ? m->reset_deadline : UINT64_MAX, now;
 
-	if (!m->nr_timers && !m->reset_wait)
+	if (!m->nr_timers && !reset_clock)
 		return -1;
 	for (l = m->conns.next; l != &m->conns; l = l->next) {
 		const struct conn *c = container_of(l, struct conn, all);
@@ -1299,6 +1301,8 @@ int vsock_mux__timeout_ms(const struct vsock_mux *m)
 		if (c->expiry && c->expiry < first)
 			first = c->expiry;
 	}
+	if (first == UINT64_MAX)
+		return -1;
 	now = now_ns();
 	if (first <= now)
 		return 0;
@@ -1327,6 +1331,17 @@ void vsock_mux__reset(struct vsock_mux *m)
 void vsock_mux__queue_transport_reset(struct vsock_mux *m)
 {
 	m->reset_event = true;
+}
+
+/*
+ * A restored VM may wait long with its vCPUs stopped (a pool keeps it so):
+ * the wait for the guest to handle the reset only counts while it runs, and
+ * a guest that notifies us runs.
+ */
+void vsock_mux__guest_notified(struct vsock_mux *m)
+{
+	if (m->reset_wait && !m->reset_deadline)
+		m->reset_deadline = now_ns() + m->timeout_ns;
 }
 
 void vsock_mux__set_queues(struct vsock_mux *m,

@@ -149,6 +149,13 @@ void vsock_mux__reset(struct vsock_mux *m);
  */
 void vsock_mux__queue_transport_reset(struct vsock_mux *m);
 
+/*
+ * The guest notified a queue: it runs. The timeout of the wait above starts
+ * at the first notification after the event went out, so a restored VM may
+ * wait with its vCPUs stopped for as long as its owner likes.
+ */
+void vsock_mux__guest_notified(struct vsock_mux *m);
+
 /* Live connections, host clients still sending CONNECT included. */
 unsigned int vsock_mux__nr_conns(const struct vsock_mux *m);
 

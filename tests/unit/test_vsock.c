@@ -956,6 +956,7 @@ Test(vsock_mux, nothing_reaches_the_guest_before_it_handled_the_reset)
 	host_write(fd, "CONNECT 9101\n", 13);
 	expect_nothing();
 	cr_assert_eq(used_idx(VSOCK_QUEUE_EVENT), 1);
+	vsock_mux__guest_notified(mux);
 	t = vsock_mux__timeout_ms(mux);
 	cr_assert(t > 0 && t <= 10000, "timeout %d", t);
 	/* The guest handled the event and refilled its buffer. */
@@ -982,9 +983,38 @@ Test(vsock_mux, a_guest_that_never_refills_is_waited_for_a_while)
 	vsock_mux__queue_transport_reset(mux);
 	send_pkt(VSOCK_OP_REQUEST, 9200, 9999, NULL, 0);
 	expect_nothing();
+	vsock_mux__guest_notified(mux);
 	usleep(60000);
 	expect_pkt(&p, VSOCK_OP_RST);
 	cr_assert_eq(p.h.dst_port, 9200);
+}
+
+/* A pool keeps restored VMs with their vCPUs stopped for as long as it likes. */
+Test(vsock_mux, the_wait_for_the_reset_counts_only_while_the_guest_runs)
+{
+	struct vsock_mux_config cfg = {
+		.guest_cid = CID,
+		.uds_path = uds,
+		.timeout_ms = 50,
+	};
+	struct rx_pkt p;
+	int fd;
+
+	mux_with(&cfg);
+	post_rx(4);
+	post_event();
+	vsock_mux__queue_transport_reset(mux);
+	fd = host_connect(uds);
+	host_write(fd, "CONNECT 7\n", 10);
+	expect_nothing();
+	cr_assert_eq(vsock_mux__timeout_ms(mux), -1, "no clock runs");
+	usleep(60000);
+	expect_nothing();
+	/* The guest runs and handles the event. */
+	vsock_mux__guest_notified(mux);
+	post_event();
+	expect_pkt(&p, VSOCK_OP_REQUEST);
+	cr_assert_eq(p.h.dst_port, 7);
 }
 
 Test(vsock_mux, host_connects_held_for_the_reset_do_not_time_out)
@@ -1005,6 +1035,7 @@ Test(vsock_mux, host_connects_held_for_the_reset_do_not_time_out)
 	fd = host_connect(uds);
 	host_write(fd, "CONNECT 7\n", 10);
 	expect_nothing();
+	vsock_mux__guest_notified(mux);
 	usleep(30000);
 	t = vsock_mux__timeout_ms(mux);
 	cr_assert(t > 0 && t <= 20, "timeout %d: only the reset's", t);
