@@ -409,12 +409,36 @@ static int write_output(struct inv *v)
 
 /* ---- the invocation ---- */
 
-static int start(struct inv *v)
+/* Writes the function into the agent's window; false when it must go as FN_DATA. */
+static bool put_in_window(const struct invoke_request *req,
+			  const struct invoke_session *s)
+{
+	const uint8_t *src = req->fn;
+	uint64_t left = req->fn_size;
+	int err = 0;
+
+	if (!req->write_guest || !req->fn_size || req->fn_size > s->window_size)
+		return false;
+	for (uint32_t i = 0; i < s->count && left && !err; i++) {
+		size_t n =
+			(size_t)(s->ext[i].len < left ? s->ext[i].len : left);
+
+		err = req->write_guest(req->write_arg, s->ext[i].gpa, src, n);
+		src += n;
+		left -= n;
+	}
+	if (err)
+		pr_debug(
+			"the agent's window is not guest memory (%s): sending the function",
+			strerror(-err));
+	return !err;
+}
+
+static int start(struct inv *v, const struct invoke_session *s)
 {
 	const struct invoke_request *req = v->req;
-	struct agent_init init;
-	struct timespec ts;
-	size_t exec_len, len, cap;
+	uint32_t flags = 0;
+	size_t exec_len;
 	int err;
 
 	err = agent__exec_size(req->argv, req->envp, req->fn_size, &exec_len);
@@ -422,8 +446,7 @@ static int start(struct inv *v)
 		pr_err("the invocation cannot be sent: %s", strerror(-err));
 		return err;
 	}
-	cap = AGENT_INIT_FRAME + exec_len;
-	v->head = malloc(cap);
+	v->head = malloc(exec_len > AGENT_HDR_SIZE ? exec_len : AGENT_HDR_SIZE);
 	/* Our agent's frames are at most a chunk; longer ones grow the buffer. */
 	v->rx.cap = AGENT_HDR_SIZE + AGENT_CHUNK;
 	v->rx.max = AGENT_HDR_SIZE + AGENT_FRAME_MAX;
@@ -432,24 +455,15 @@ static int start(struct inv *v)
 		v->inbuf = malloc(AGENT_CHUNK);
 	if (!v->head || !v->rx.buf || (req->in_fd >= 0 && !v->inbuf))
 		return -ENOMEM;
-	/* Clones of one snapshot share their random state until this reaches them. */
-	if (getrandom(init.entropy, sizeof(init.entropy), 0) !=
-	    (ssize_t)sizeof(init.entropy)) {
-		err = -errno;
-		pr_err("getrandom: %s", strerror(errno));
-		return err;
+	if (put_in_window(req, s)) {
+		flags = AGENT_EXEC_IN_WINDOW;
+		v->fn_off = req->fn_size;
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
-	init.realtime_ns =
-		(uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-	err = agent__encode_init(v->head, cap, &init, &len);
-	explicit_bzero(init.entropy, sizeof(init.entropy));
-	if (!err)
-		err = agent__encode_exec(v->head + len, cap - len, req->argv,
-					 req->envp, req->fn_size, &exec_len);
+	err = agent__encode_exec(v->head, exec_len, req->argv, req->envp,
+				 req->fn_size, flags, &exec_len);
 	if (err)
 		return err;
-	tx_set(v, len + exec_len, NULL, 0);
+	tx_set(v, exec_len, NULL, 0);
 	return 0;
 }
 
@@ -546,16 +560,164 @@ int invoke__run(int fd, const struct invoke_request *req,
 	};
 	int err;
 
+	struct invoke_session own = { 0 };
+	const struct invoke_session *s = req->session;
+	size_t exec_len;
+
 	memset(res, 0, sizeof(*res));
-	err = start(&v);
+	/* A request the protocol cannot carry is refused before anything is sent. */
+	err = agent__exec_size(req->argv, req->envp, req->fn_size, &exec_len);
+	if (err) {
+		pr_err("the invocation cannot be sent: %s", strerror(-err));
+		return err;
+	}
+	if (!s) {
+		err = invoke__prepare(fd, req->timeout_ms, req->cancel_fd,
+				      &own);
+		s = &own;
+	}
+	if (!err)
+		err = start(&v, s);
 	if (!err)
 		err = loop(&v);
+	invoke__session_free(&own);
 	if (!err)
 		res->ended_ns = since(&v);
 	free(v.head);
 	free(v.rx.buf);
 	free(v.inbuf);
 	return err;
+}
+
+/* Sends all of @buf before @deadline; 0, -ETIMEDOUT, -ECANCELED or -errno. */
+static int send_all(int fd, const uint8_t *buf, size_t len, int64_t deadline,
+		    int cancel_fd)
+{
+	struct pollfd p[2] = { { .fd = fd, .events = POLLOUT },
+			       { .fd = cancel_fd, .events = POLLIN } };
+	ssize_t n;
+	int ms;
+
+	while (len) {
+		n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EINTR && errno != EAGAIN)
+			return errno == EPIPE || errno == ENOTCONN ? -ECONNRESET
+								   : -errno;
+		ms = poll_ms(deadline);
+		if (ms == 0)
+			return -ETIMEDOUT;
+		if (poll(p, 2, ms) < 0 && errno != EINTR)
+			return -errno;
+		if (p[1].revents)
+			return -ECANCELED;
+	}
+	return 0;
+}
+
+/* Waits for one whole frame into @rx; 0, -ETIMEDOUT, -ECANCELED or rx_fill()'s errors. */
+static int recv_one(int fd, struct rx *rx, int64_t deadline, int cancel_fd)
+{
+	struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
+			       { .fd = cancel_fd, .events = POLLIN } };
+	int r, ms;
+
+	for (;;) {
+		r = rx_fill(fd, rx);
+		if (r)
+			return r < 0 ? r : 0;
+		ms = poll_ms(deadline);
+		if (ms == 0)
+			return -ETIMEDOUT;
+		if (poll(p, 2, ms) < 0 && errno != EINTR)
+			return -errno;
+		if (p[1].revents)
+			return -ECANCELED;
+	}
+}
+
+static int send_init(int fd, int64_t deadline, int cancel_fd)
+{
+	uint8_t buf[AGENT_INIT_FRAME];
+	struct agent_init init;
+	struct timespec ts;
+	size_t len;
+	int err;
+
+	/* Clones of one snapshot share their random state until this reaches them. */
+	if (getrandom(init.entropy, sizeof(init.entropy), 0) !=
+	    (ssize_t)sizeof(init.entropy)) {
+		err = -errno;
+		pr_err("getrandom: %s", strerror(errno));
+		return err;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	init.realtime_ns =
+		(uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	err = agent__encode_init(buf, sizeof(buf), &init, &len);
+	explicit_bzero(init.entropy, sizeof(init.entropy));
+	if (!err)
+		err = send_all(fd, buf, len, deadline, cancel_fd);
+	explicit_bzero(buf, sizeof(buf));
+	return err;
+}
+
+int invoke__prepare(int fd, unsigned int timeout_ms, int cancel_fd,
+		    struct invoke_session *s)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	struct rx rx = { .max = AGENT_WINDOW_FRAME_MAX };
+	struct agent_window w;
+	const char *why;
+	int err;
+
+	memset(s, 0, sizeof(*s));
+	rx.cap = AGENT_HDR_SIZE + sizeof(struct agent_window_wire) +
+		 64 * sizeof(struct agent_extent);
+	rx.buf = malloc(rx.cap);
+	if (!rx.buf)
+		return -ENOMEM;
+	err = send_init(fd, deadline, cancel_fd);
+	if (!err)
+		err = recv_one(fd, &rx, deadline, cancel_fd);
+	if (err == -ETIMEDOUT)
+		pr_err("the agent did not answer within %u ms", timeout_ms);
+	if (err)
+		goto out;
+	if (rx.f.type != AGENT_WINDOW) {
+		pr_err("agent protocol error: %s frame where WINDOW was expected",
+		       agent__type_name(rx.f.type));
+		err = -EPROTO;
+		goto out;
+	}
+	if (agent__decode_window(rx.buf + AGENT_HDR_SIZE, rx.f.len, &w, &why) <
+	    0) {
+		pr_err("agent protocol error (WINDOW frame): %s", why);
+		err = -EPROTO;
+		goto out;
+	}
+	s->ext = malloc((w.count ? w.count : 1) * sizeof(*s->ext));
+	if (!s->ext) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < w.count; i++)
+		s->ext[i] = agent__window_extent(&w, i);
+	s->count = w.count;
+	s->window_size = w.size;
+out:
+	free(rx.buf);
+	return err;
+}
+
+void invoke__session_free(struct invoke_session *s)
+{
+	free(s->ext);
+	memset(s, 0, sizeof(*s));
 }
 
 int invoke__wait_ready(int fd, unsigned int timeout_ms)

@@ -14,6 +14,20 @@
  * connection to the host's port 53 (AGENT_READY_PORT); both are defined there.
  */
 
+/*
+ * What the agent said when the connection opened (its WINDOW frame), once
+ * INIT is sent: where in guest memory the function may be written.
+ */
+struct invoke_session {
+	uint64_t window_size; /* 0: no window */
+	uint32_t count;
+	struct agent_extent *ext; /* guest physical extents, in window order */
+};
+
+/* Writes @len bytes at guest physical address @gpa: 0, or -errno (-EFAULT outside RAM). */
+typedef int invoke_write_fn(void *arg, uint64_t gpa, const void *src,
+			    size_t len);
+
 struct invoke_request {
 	/* NULL-terminated; argv[0] is required. envp NULL means an empty environment. */
 	const char *const *argv;
@@ -34,6 +48,14 @@ struct invoke_request {
 	 * reader, and ends the call with -ECANCELED.
 	 */
 	int cancel_fd;
+	/* From invoke__prepare(); NULL: invoke__run() prepares first. */
+	const struct invoke_session *session;
+	/*
+	 * NULL: the function goes as FN_DATA frames. Else a function that fits
+	 * the agent's window is written there through it, and EXEC says so.
+	 */
+	invoke_write_fn *write_guest;
+	void *write_arg;
 };
 
 enum invoke_kind {
@@ -57,10 +79,23 @@ struct invoke_result {
 };
 
 /*
- * Runs one invocation over @fd, a connected stream socket to the agent (after
- * any vsock CONNECT/OK handshake, which the caller does). Sends INIT (fresh
- * entropy from getrandom() and the current CLOCK_REALTIME), EXEC and the
- * function, then in one poll loop forwards @req->in_fd as STDIN frames and
+ * The start of an invocation over @fd, a connected stream socket to the agent
+ * (after any vsock CONNECT/OK handshake, which the caller does): sends INIT
+ * (fresh entropy from getrandom() and the current CLOCK_REALTIME) and
+ * receives the agent's WINDOW into *@s. A pool does this ahead of time, so
+ * that a run only sends EXEC. 0; -ETIMEDOUT after @timeout_ms (0: no limit);
+ * -ECANCELED when @cancel_fd (-1: none) became readable; -EPROTO for a frame
+ * other than a valid WINDOW (logged); -ECONNRESET; -ENOMEM; or -errno.
+ * invoke__session_free() releases *@s, whatever the result.
+ */
+int invoke__prepare(int fd, unsigned int timeout_ms, int cancel_fd,
+		    struct invoke_session *s) __must_check;
+void invoke__session_free(struct invoke_session *s);
+
+/*
+ * Runs one invocation over @fd: invoke__prepare() unless @req->session says
+ * it was done, then EXEC and the function (into the window when it fits and
+ * @req->write_guest is given, else as FN_DATA), then in one poll loop forwards @req->in_fd as STDIN frames and
  * STDOUT/STDERR frames to @req->out_fd/@req->err_fd as they come, until EXIT
  * or ERROR. Output is written completely before the call returns.
  *

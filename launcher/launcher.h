@@ -112,6 +112,24 @@ struct run_vm {
 	int err_fd;
 	unsigned int timeout_s; /* 0: none; counted from @timing's start */
 	const struct timing *timing;
+	/*
+	 * NULL: the invocation above is given. Else the fields above it are
+	 * filled in by @await, called on another thread once the VM runs and
+	 * its agent is connected and prepared (invoke__prepare()); @cancel_fd
+	 * becomes readable if the VM ends meanwhile. It returns 0 when the run
+	 * is there (--timeout then counts from this moment), an exit status >
+	 * 0 to end with (messages printed), or -1 when no run will come (the
+	 * VM is stopped; EXIT_OK). A pool's worker waits for its run there.
+	 */
+	int (*await)(void *arg, struct run_vm *r, int cancel_fd);
+	/*
+	 * NULL, or called (on that thread, with @await_arg) as soon as the
+	 * function's exit status is known and its output written, before the
+	 * VM is stopped: the status launcher__run_vm() will return, unless a
+	 * signal to this process overrides it.
+	 */
+	void (*ended)(void *arg, int status);
+	void *await_arg;
 };
 
 /*
@@ -123,7 +141,7 @@ struct run_vm {
  * the VM.
  * Returns the exit status `sandbox run` reports.
  */
-int launcher__run_vm(const struct run_vm *r) __must_check;
+int launcher__run_vm(struct run_vm *r) __must_check;
 
 /* The sub-commands; each returns the exit status. */
 int launcher__snapshot_create(const struct cli *c) __must_check;

@@ -37,6 +37,8 @@
 #define BASE_CID 3
 /* How long the agent may take to accept the invocation's connection. */
 #define CONNECT_TIMEOUT_MS 10000
+/* A VM made ready ahead of its run (a pool's) must have its agent answer within this. */
+#define PREPARE_TIMEOUT_MS 30000
 
 /* The function, read and checked on the host before any VM exists. */
 struct function {
@@ -294,13 +296,16 @@ struct invocation {
 	int fd; /* the stream to the agent, once connected */
 	int stop_fd; /* eventfd: the VM ended, give up */
 	const char *uds;
+	struct run_vm *r;
+	struct invoke_session session;
 	struct invoke_request req;
 	struct invoke_result res;
 	int err; /* invoke__run()'s result, or the handshake's */
 	bool done; /* res is valid */
-	const struct timing *timing;
+	int await_status; /* r->await's: > 0 ends the run with that status */
+	bool no_run; /* r->await said no run will come */
+	enum vm_exit stop_why; /* what the VM is stopped with once we are done */
 	double connected_ms;
-	const char *dir; /* the socket directory: removed once connected */
 };
 
 /* Waits until @fd is readable, or the stop eventfd fires. 0, -ETIMEDOUT, -ECANCELED. */
@@ -362,21 +367,76 @@ static int connect_agent(struct invocation *inv)
 	return 0;
 }
 
+static int write_guest(void *arg, uint64_t gpa, const void *src, size_t len)
+{
+	struct vm *vm = arg;
+
+	return mem__write(&vm->mem, gpa, src, len);
+}
+
+/* The invocation as @r now describes it. */
+static void fill_request(struct invocation *inv)
+{
+	static const char *const envp[] = { "PATH=/bin:/sbin", "HOME=/", NULL };
+	const struct run_vm *r = inv->r;
+
+	inv->req.argv = r->argv;
+	inv->req.envp = envp;
+	inv->req.fn = r->fn;
+	inv->req.fn_size = r->fn_size;
+	inv->req.in_fd = r->in_fd;
+	inv->req.out_fd = r->out_fd;
+	inv->req.err_fd = r->err_fd;
+	inv->req.cancel_fd = inv->stop_fd;
+	inv->req.session = &inv->session;
+	inv->req.write_guest = write_guest;
+	inv->req.write_arg = r->vm;
+	/* Without a wait, vm__run() counts --timeout, from the command's start. */
+	if (r->await)
+		inv->req.timeout_ms = r->timeout_s * 1000U;
+}
+
 static void *invoke_thread(void *arg)
 {
 	struct invocation *inv = arg;
+	struct run_vm *r = inv->r;
+	int st;
 
+	inv->stop_why = VM_EXIT_POWEROFF;
 	inv->err = connect_agent(inv);
 	/* Connected: nothing on disk is needed any more, even if we are killed. */
-	launcher__rmdir(inv->dir);
+	launcher__rmdir(r->dir);
 	if (!inv->err) {
-		inv->connected_ms = timing__ms(inv->timing);
+		inv->connected_ms = timing__ms(r->timing);
+		inv->err = invoke__prepare(inv->fd,
+					   r->await ? PREPARE_TIMEOUT_MS : 0,
+					   inv->stop_fd, &inv->session);
+	}
+	if (!inv->err && r->await) {
+		st = r->await(r->await_arg, r, inv->stop_fd);
+		if (st < 0)
+			inv->no_run = true;
+		else
+			inv->await_status = st;
+		if (st)
+			inv->err = -ECANCELED;
+	}
+	if (!inv->err) {
+		fill_request(inv);
 		inv->err = invoke__run(inv->fd, &inv->req, &inv->res);
 		inv->done = !inv->err;
+		if (inv->err == -ETIMEDOUT && r->await)
+			inv->stop_why = VM_EXIT_TIMEOUT;
+		/* Its output is all written: the status need not wait for the VM's end. */
+		if (inv->done && inv->res.kind != INVOKE_AGENT_ERROR &&
+		    r->ended)
+			r->ended(r->await_arg, inv->res.kind == INVOKE_EXITED
+						       ? inv->res.code
+						       : 128 + inv->res.code);
 	}
 	pthread_mutex_lock(&inv->lock);
 	if (inv->vm)
-		vm__request_stop(inv->vm, VM_EXIT_POWEROFF);
+		vm__request_stop(inv->vm, inv->stop_why);
 	pthread_mutex_unlock(&inv->lock);
 	return NULL;
 }
@@ -398,6 +458,10 @@ static void abort_invocation(struct invocation *inv)
 static int status_for(const struct invocation *inv, enum vm_exit why,
 		      unsigned int timeout_s)
 {
+	if (inv->no_run)
+		return EXIT_OK;
+	if (inv->await_status)
+		return inv->await_status;
 	if (inv->done) {
 		switch (inv->res.kind) {
 		case INVOKE_EXITED:
@@ -487,13 +551,13 @@ int launcher__find_snapshot(const char *snapshot, bool remake, char *path,
 	return base_snapshot(path, size, remake);
 }
 
-int launcher__run_vm(const struct run_vm *r)
+int launcher__run_vm(struct run_vm *r)
 {
-	const char *const envp[] = { "PATH=/bin:/sbin", "HOME=/", NULL };
 	struct invocation inv = {
 		.lock = PTHREAD_MUTEX_INITIALIZER,
 		.fd = -1,
 		.stop_fd = -1,
+		.r = r,
 	};
 	struct sig_watch sw = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	enum vm_exit why = VM_EXIT_NONE;
@@ -519,16 +583,6 @@ int launcher__run_vm(const struct run_vm *r)
 	sig_started = !pthread_create(&sig_thread, NULL, watch_signals, &sw);
 	inv.vm = r->vm;
 	inv.uds = r->uds;
-	inv.dir = r->dir;
-	inv.timing = r->timing;
-	inv.req.argv = r->argv;
-	inv.req.envp = envp;
-	inv.req.fn = r->fn;
-	inv.req.fn_size = r->fn_size;
-	inv.req.in_fd = r->in_fd;
-	inv.req.out_fd = r->out_fd;
-	inv.req.err_fd = r->err_fd;
-	inv.req.cancel_fd = inv.stop_fd;
 	err = pthread_create(&thread, NULL, invoke_thread, &inv);
 	if (err) {
 		pr_err("cannot start the invocation thread: %s", strerror(err));
@@ -537,7 +591,7 @@ int launcher__run_vm(const struct run_vm *r)
 	}
 	started = true;
 	/* --timeout counts from r->timing's start (the command's, restore included). */
-	if (r->timeout_s) {
+	if (r->timeout_s && !r->await) {
 		double left = r->timeout_s * 1000.0 - timing__ms(r->timing);
 
 		timeout_ms = left < 1 ? 1 : (unsigned int)left;
@@ -547,14 +601,18 @@ int launcher__run_vm(const struct run_vm *r)
 	pthread_join(thread, NULL);
 	started = false;
 	if (r->timing->on) {
-		fprintf(stderr, "sandbox-timing: connected_ms=%.3f\n",
-			inv.connected_ms);
+		/* After a wait, the run's own timing starts when it came. */
+		double base = r->await ? 0 : inv.connected_ms;
+
+		if (!r->await)
+			fprintf(stderr, "sandbox-timing: connected_ms=%.3f\n",
+				inv.connected_ms);
 		if (inv.res.started_ns)
 			fprintf(stderr, "sandbox-timing: started_ms=%.3f\n",
-				inv.connected_ms + inv.res.started_ns / 1e6);
+				base + inv.res.started_ns / 1e6);
 		if (inv.res.ended_ns)
 			fprintf(stderr, "sandbox-timing: ended_ms=%.3f\n",
-				inv.connected_ms + inv.res.ended_ns / 1e6);
+				base + inv.res.ended_ns / 1e6);
 	}
 	pthread_mutex_lock(&sw.lock);
 	if (sw.sig) {
@@ -582,6 +640,7 @@ out:
 	if (inv.fd >= 0)
 		close(inv.fd);
 	close(inv.stop_fd);
+	invoke__session_free(&inv.session);
 	return status;
 }
 

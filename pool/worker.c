@@ -2,6 +2,7 @@
 // A pool worker process: one VM restored ahead of time, one invocation, then the end.
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,61 +64,78 @@ static int report(int fd, int status)
 	return pool__send(fd, POOL_RESULT, &m, NULL, 0, NULL, 0);
 }
 
-/* Receives the POOL_RUN and runs it. An exit status; -1 when none came. */
-static int serve(int fd, struct vm *vm, const char *uds, const char *dir,
-		 uint64_t mem_size)
-{
-	/* The worker's stack is the process's main stack: 32 KiB fit. */
+/* The worker's one run, as it came from the daemon. */
+struct await {
+	int fd; /* to the daemon */
+	uint64_t mem_size;
+	bool got; /* a POOL_RUN came: its status must be reported */
+	bool reported; /* it was, by ran() */
+	struct timing t;
 	char payload[POOL_PAYLOAD_MAX + 1];
 	const char *argv[POOL_PAYLOAD_MAX / 2 + 1];
 	int fds[POOL_MAX_FDS];
-	unsigned int nfds = POOL_MAX_FDS, want;
-	struct pool_msg m;
-	struct run_vm r;
-	struct timing t;
-	void *fn = NULL;
-	size_t fn_size = 0;
-	int err, status;
+	unsigned int nfds;
+	void *fn;
+};
 
-	err = pool__recv(fd, &m, payload, POOL_PAYLOAD_MAX, fds, &nfds, 0);
-	if (err)
+/* run_vm's ended: the caller has its output and need not wait for the VM's teardown. */
+static void ran(void *arg, int status)
+{
+	struct await *a = arg;
+
+	a->reported = !report(a->fd, status);
+}
+
+/*
+ * run_vm's await: the VM runs and its agent is prepared. Says POOL_READY and
+ * waits for the POOL_RUN (or the VM's end, or the daemon's: a drain).
+ */
+static int await_run(void *arg, struct run_vm *r, int cancel_fd)
+{
+	struct await *a = arg;
+	struct pollfd p[2] = { { .fd = a->fd, .events = POLLIN },
+			       { .fd = cancel_fd, .events = POLLIN } };
+	unsigned int want;
+	size_t fn_size = 0;
+	struct pool_msg m;
+	int status;
+
+	if (pool__send(a->fd, POOL_READY, NULL, NULL, 0, NULL, 0))
 		return -1;
+	while (poll(p, 2, -1) < 0)
+		if (errno != EINTR)
+			return -1;
+	if (p[1].revents)
+		return -1;
+	a->nfds = POOL_MAX_FDS;
+	if (pool__recv(a->fd, &m, a->payload, POOL_PAYLOAD_MAX, a->fds,
+		       &a->nfds, 0))
+		return -1; /* drained before any run: a clean end */
+	a->got = true;
+	timing__init(&a->t);
+	r->timing = &a->t;
 	want = 3 + !!(m.flags & POOL_F_STDIN);
-	if (m.type != POOL_RUN || nfds != want ||
+	if (m.type != POOL_RUN || a->nfds != want ||
 	    m.arg1 > POOL_PAYLOAD_MAX / 2 ||
-	    pool__parse_argv(payload, m.len, m.arg1, argv)) {
+	    pool__parse_argv(a->payload, m.len, m.arg1, a->argv)) {
 		pr_err("pool worker: a malformed run request");
-		status = EXIT_INTERNAL;
-		goto out;
+		return EXIT_INTERNAL;
 	}
 	/* From here our messages are the caller's, as they are for an inline run. */
-	if (dup2(fds[2], STDERR_FILENO) < 0) {
-		status = EXIT_INTERNAL;
-		goto out;
-	}
-	timing__init(&t);
-	status = read_function(fds[0], argv[0], mem_size, &fn, &fn_size);
+	if (dup2(a->fds[2], STDERR_FILENO) < 0)
+		return EXIT_INTERNAL;
+	status = read_function(a->fds[0], a->argv[0], a->mem_size, &a->fn,
+			       &fn_size);
 	if (status)
-		goto out;
-	r = (struct run_vm){
-		.vm = vm,
-		.uds = uds,
-		.dir = dir,
-		.argv = argv,
-		.fn = fn,
-		.fn_size = fn_size,
-		.in_fd = want == 4 ? fds[3] : -1,
-		.out_fd = fds[1],
-		.err_fd = fds[2],
-		.timeout_s = m.arg0,
-		.timing = &t,
-	};
-	status = launcher__run_vm(&r);
-out:
-	free(fn);
-	while (nfds)
-		close(fds[--nfds]);
-	return status;
+		return status;
+	r->argv = a->argv;
+	r->fn = a->fn;
+	r->fn_size = fn_size;
+	r->in_fd = want == 4 ? a->fds[3] : -1;
+	r->out_fd = a->fds[1];
+	r->err_fd = a->fds[2];
+	r->timeout_s = m.arg0;
+	return 0;
 }
 
 int pool__worker(int fd, const char *snap_path)
@@ -127,6 +145,8 @@ int pool__worker(int fd, const char *snap_path)
 	const struct snap_info *info;
 	struct snap *s = NULL;
 	struct vm *vm = NULL;
+	struct await *a = NULL;
+	struct run_vm r;
 	int status, err, null_fd;
 
 	null_fd = launcher__console_sink();
@@ -161,16 +181,28 @@ int pool__worker(int fd, const char *snap_path)
 		status = EXIT_BAD_INPUT;
 		goto fail;
 	}
-	if (pool__send(fd, POOL_READY, NULL, NULL, 0, NULL, 0)) {
+	/* The agent is connected and prepared before POOL_READY: a run only sends EXEC. */
+	a = calloc(1, sizeof(*a));
+	if (!a) {
 		status = EXIT_INTERNAL;
-		goto out;
+		goto fail;
 	}
-	status = serve(fd, vm, uds, dir, info->mem_size);
-	if (status < 0) {
-		/* Drained before any run: a clean end. */
-		status = EXIT_OK;
+	a->fd = fd;
+	a->mem_size = info->mem_size;
+	timing__init(&a->t);
+	r = (struct run_vm){
+		.vm = vm,
+		.uds = uds,
+		.dir = dir,
+		.timing = &a->t,
+		.await = await_run,
+		.ended = ran,
+		.await_arg = a,
+	};
+	status = launcher__run_vm(&r);
+	/* A VM that failed before its run is a failed restore for the daemon. */
+	if ((!a->got && status == EXIT_OK) || a->reported)
 		goto out;
-	}
 	if (report(fd, status))
 		pr_debug("pool worker: the daemon is gone");
 	goto out;
@@ -179,6 +211,12 @@ fail:
 		pr_debug("pool worker: the daemon is gone");
 out:
 	vm__free(vm);
+	if (a) {
+		while (a->nfds)
+			close(a->fds[--a->nfds]);
+		free(a->fn);
+		free(a);
+	}
 	if (dir[0])
 		launcher__rmdir(dir);
 	snap__close(s);

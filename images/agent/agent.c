@@ -59,6 +59,7 @@ struct serve {
 	/* The function. */
 	int memfd;
 	uint64_t fn_size;
+	uint32_t fn_flags;
 	char *strings;
 	char **argv;
 	char **envp;
@@ -322,7 +323,24 @@ static int expect(struct serve *s, uint16_t type)
 	return err ? err : -EPROTO;
 }
 
-/* ---- INIT, EXEC and the function's bytes ---- */
+/* ---- WINDOW, INIT, EXEC and the function's bytes ---- */
+
+/* The connection's first frame: where the host may write the function. */
+static int send_window(struct serve *s)
+{
+	const struct agent_fn_window *w = s->hooks->window;
+	size_t cap = AGENT_HDR_SIZE + AGENT_CHUNK;
+	int err = -ENOENT;
+
+	if (w && w->fd >= 0)
+		err = agent__encode_window(s->tx, cap, w->size, w->ext,
+					   w->count, &s->tx_len);
+	/* Too scattered to describe in a frame: the function comes as FN_DATA. */
+	if (err && agent__encode_window(s->tx, cap, 0, NULL, 0, &s->tx_len))
+		return -EINVAL; /* cannot happen: an empty window fits */
+	s->tx_off = 0;
+	return tx_flush(s);
+}
 
 static int write_all(int fd, const void *buf, size_t len)
 {
@@ -396,6 +414,7 @@ static int do_exec(struct serve *s)
 	e.strings = s->strings;
 	agent__exec_split(&e, s->argv, s->envp);
 	s->fn_size = e.fn_size;
+	s->fn_flags = e.flags;
 	frame_done(s);
 	return 0;
 }
@@ -410,11 +429,35 @@ static int create_memfd(void)
 	return fd < 0 ? -errno : fd;
 }
 
+/* The host wrote the function into the window: it becomes the memfd the function runs from. */
+static int take_window(struct serve *s)
+{
+	const struct agent_fn_window *w = s->hooks->window;
+
+	if (!w || w->fd < 0 || s->fn_size > w->size)
+		return proto_error(s,
+				   "EXEC of a function the window cannot hold");
+	s->memfd = fcntl(w->fd, F_DUPFD_CLOEXEC, 3);
+	if (s->memfd < 0)
+		return send_error(s, errno, "dup: %s", strerror(errno));
+	/* Pages past the function go back to the guest's free memory. */
+	if (ftruncate(s->memfd, (off_t)s->fn_size) < 0)
+		return send_error(s, errno, "shrinking the window: %s",
+				  strerror(errno));
+	return 0;
+}
+
 static int do_fn_data(struct serve *s)
 {
+	const struct agent_fn_window *w = s->hooks->window;
 	uint64_t got = 0;
 	int err;
 
+	if (s->fn_flags & AGENT_EXEC_IN_WINDOW)
+		return take_window(s);
+	/* Unused: its memory is better spent on the function's copy. */
+	if (w && w->fd >= 0 && ftruncate(w->fd, 0) < 0)
+		log_err("freeing the window: %s", strerror(errno));
 	s->memfd = create_memfd();
 	if (s->memfd < 0)
 		return send_error(s, -s->memfd, "memfd_create: %s",
@@ -848,6 +891,8 @@ int agent__serve(int fd, const struct agent_hooks *hooks)
 	sigaction(SIGPIPE, NULL, &s.old_pipe);
 	err = prepare(&s);
 	if (!err)
+		err = send_window(&s);
+	if (!err)
 		err = do_init(&s);
 	if (!err && !s.done)
 		err = do_exec(&s);
@@ -904,6 +949,86 @@ static int report_ready(void)
 	return err;
 }
 
+/* The guest physical address of each page of @map (@size bytes), merged into extents. */
+static int window_extents(struct agent_fn_window *w, const uint8_t *map)
+{
+	uint64_t pages = w->size / AGENT_WINDOW_PAGE, e;
+	int fd, err = 0;
+
+	w->ext = calloc((size_t)pages, sizeof(*w->ext));
+	if (!w->ext)
+		return -ENOMEM;
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (uint64_t i = 0; i < pages && !err; i++) {
+		uint64_t va =
+			(uint64_t)(uintptr_t)(map + i * AGENT_WINDOW_PAGE);
+		uint64_t gpa;
+
+		if (pread(fd, &e, sizeof(e),
+			  (off_t)(va / AGENT_WINDOW_PAGE * sizeof(e))) !=
+		    sizeof(e)) {
+			err = -errno;
+			break;
+		}
+		/* Bit 63: present; bits 0-54: the frame (0 without CAP_SYS_ADMIN). */
+		gpa = (e & ((1ULL << 55) - 1)) * AGENT_WINDOW_PAGE;
+		if (!(e >> 63) || !gpa) {
+			err = -EPERM;
+			break;
+		}
+		if (w->count &&
+		    w->ext[w->count - 1].gpa + w->ext[w->count - 1].len == gpa)
+			w->ext[w->count - 1].len += AGENT_WINDOW_PAGE;
+		else
+			w->ext[w->count++] =
+				(struct agent_extent){ gpa, AGENT_WINDOW_PAGE };
+	}
+	close(fd);
+	return err;
+}
+
+/*
+ * The window's pages stay where pagemap saw them: the guest kernel has no
+ * swap, compaction or page migration, and shared memory is never reclaimed
+ * without swap. They are allocated before the snapshot, so every clone
+ * shares them (zero pages) until the host writes a function there.
+ */
+static void window_create(struct agent_fn_window *w)
+{
+	uint8_t *map = MAP_FAILED;
+	int err;
+
+	*w = (struct agent_fn_window){ .fd = -1 };
+	if (sysconf(_SC_PAGESIZE) != AGENT_WINDOW_PAGE)
+		return;
+	w->size = AGENT_WINDOW_SIZE;
+	w->fd = create_memfd();
+	err = w->fd;
+	if (w->fd >= 0 && ftruncate(w->fd, (off_t)w->size) < 0)
+		err = -errno;
+	if (err >= 0) {
+		map = mmap(NULL, w->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			   w->fd, 0);
+		err = map == MAP_FAILED ? -errno : 0;
+	}
+	/* A write allocates each page: a read could map the shared zero page. */
+	for (uint64_t off = 0; !err && off < w->size; off += AGENT_WINDOW_PAGE)
+		map[off] = 0;
+	if (!err)
+		err = window_extents(w, map);
+	if (map != MAP_FAILED)
+		munmap(map, w->size);
+	if (!err)
+		return;
+	log_err("no function window (%s): functions come over vsock",
+		strerror(-err));
+	close_fd(&w->fd);
+	free(w->ext);
+	*w = (struct agent_fn_window){ .fd = -1 };
+}
+
 int agent__main(const struct agent_hooks *hooks)
 {
 	struct sockaddr_vm any = {
@@ -911,6 +1036,8 @@ int agent__main(const struct agent_hooks *hooks)
 		.svm_cid = VMADDR_CID_ANY,
 		.svm_port = AGENT_PORT,
 	};
+	struct agent_fn_window window;
+	struct agent_hooks h = *hooks;
 	int lfd, fd, err;
 
 	lfd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -928,6 +1055,8 @@ int agent__main(const struct agent_hooks *hooks)
 		close(lfd);
 		return err;
 	}
+	window_create(&window);
+	h.window = &window;
 	err = report_ready();
 	if (err)
 		log_err("reporting ready to the host's vsock port %d: %s",
@@ -946,11 +1075,13 @@ int agent__main(const struct agent_hooks *hooks)
 			log_err("accept: %s", strerror(-err));
 			break;
 		}
-		err = agent__serve(fd, hooks);
+		err = agent__serve(fd, &h);
 		close(fd);
 		if (err != -ENOTCONN || i + 1 == ACCEPT_TRIES)
 			break;
 	}
 	close(lfd);
+	close_fd(&window.fd);
+	free(window.ext);
 	return err;
 }

@@ -17,10 +17,24 @@
 typedef int agent_entropy_fn(void *arg, const void *buf, size_t len);
 typedef int agent_clock_fn(void *arg, uint64_t realtime_ns);
 
+/*
+ * The function window: a memfd of @size bytes whose pages the host writes the
+ * function into (EXEC with AGENT_EXEC_IN_WINDOW), described to it as guest
+ * physical extents in file order. agent__main() makes the guest's.
+ */
+struct agent_fn_window {
+	int fd;
+	uint64_t size;
+	uint32_t count;
+	struct agent_extent *ext;
+};
+
 struct agent_hooks {
 	agent_entropy_fn *add_entropy;
 	agent_clock_fn *set_clock;
 	void *arg;
+	/* NULL: no window; WINDOW says size 0 and the function comes as FN_DATA. */
+	const struct agent_fn_window *window;
 };
 
 /*
@@ -32,7 +46,8 @@ void agent__system_hooks(struct agent_hooks *h);
 
 /*
  * Runs one invocation over @fd, a connected stream socket to the host:
- * receives INIT (calls @hooks), EXEC and the function into a memfd, runs it
+ * sends WINDOW (@hooks->window, or none), receives INIT (calls @hooks), EXEC
+ * and the function (already in the window, or FN_DATA into a memfd), runs it
  * with fexecve() in a child in its own session (stdin, stdout and stderr are
  * pipes), sends STARTED, forwards STDIN frames to it and its output as STDOUT
  * and STDERR frames as produced, and once it has exited and both output pipes
@@ -56,7 +71,9 @@ void agent__system_hooks(struct agent_hooks *h);
 int agent__serve(int fd, const struct agent_hooks *hooks) __must_check;
 
 /*
- * Agent mode of the guest's PID 1: listens on vsock port AGENT_PORT, connects
+ * Agent mode of the guest's PID 1: sets up the function window
+ * (AGENT_WINDOW_SIZE of shared memory whose frames it reads from
+ * /proc/self/pagemap; none if that fails), listens on vsock port AGENT_PORT, connects
  * to the host's AGENT_READY_PORT, sends READY and closes that connection (the
  * host snapshots the VM there), then accepts one connection on AGENT_PORT and
  * serves it with agent__serve(). A connection that ends before its first byte

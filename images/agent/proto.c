@@ -12,6 +12,9 @@ _Static_assert(offsetof(struct agent_hdr_wire, length) == 4, "hdr layout");
 _Static_assert(offsetof(struct agent_init_wire, entropy) == 8, "init layout");
 _Static_assert(offsetof(struct agent_exec_wire, argc) == 8, "exec layout");
 _Static_assert(offsetof(struct agent_exec_wire, envc) == 12, "exec layout");
+_Static_assert(offsetof(struct agent_exec_wire, flags) == 16, "exec layout");
+_Static_assert(AGENT_WINDOW_FRAME_MAX <= AGENT_HDR_SIZE + AGENT_FRAME_MAX,
+	       "a window fits a frame");
 _Static_assert(offsetof(struct agent_exit_wire, code) == 4, "exit layout");
 /* Frame lengths are handled as int-sized quantities by both sides. */
 _Static_assert(AGENT_HDR_SIZE + AGENT_FRAME_MAX < (1U << 31), "frame max");
@@ -56,6 +59,11 @@ static bool length_ok(uint16_t type, uint32_t len)
 	case AGENT_ERROR:
 		return len >= sizeof(struct agent_error_wire) &&
 		       len <= sizeof(struct agent_error_wire) + AGENT_MSG_MAX;
+	case AGENT_WINDOW:
+		return len >= sizeof(struct agent_window_wire) &&
+		       (len - sizeof(struct agent_window_wire)) %
+				       sizeof(struct agent_extent) ==
+			       0;
 	}
 	return false;
 }
@@ -93,6 +101,8 @@ static const char *name_of(uint16_t type)
 		return "EXIT";
 	case AGENT_ERROR:
 		return "ERROR";
+	case AGENT_WINDOW:
+		return "WINDOW";
 	}
 	return NULL;
 }
@@ -154,7 +164,7 @@ int agent__decode_exec(const void *p, size_t len, struct agent_exec *out,
 	const char *s = (const char *)p + sizeof(struct agent_exec_wire);
 	struct agent_exec_wire w;
 	uint64_t fn_size, n;
-	uint32_t argc, envc;
+	uint32_t argc, envc, flags;
 	size_t rest, i;
 
 	if (len < sizeof(w))
@@ -163,8 +173,13 @@ int agent__decode_exec(const void *p, size_t len, struct agent_exec *out,
 	fn_size = le64toh(w.fn_size);
 	argc = le32toh(w.argc);
 	envc = le32toh(w.envc);
+	flags = le32toh(w.flags);
 	if (fn_size > AGENT_FN_MAX)
 		return bad(why, "EXEC function size over AGENT_FN_MAX");
+	if ((flags & ~AGENT_EXEC_IN_WINDOW) || w.reserved)
+		return bad(why, "EXEC flags unknown or reserved field not 0");
+	if ((flags & AGENT_EXEC_IN_WINDOW) && !fn_size)
+		return bad(why, "EXEC of an empty function in the window");
 	if (argc < 1)
 		return bad(why, "EXEC without argv[0]");
 	if (argc > AGENT_ARGV_MAX)
@@ -184,9 +199,60 @@ int agent__decode_exec(const void *p, size_t len, struct agent_exec *out,
 	out->fn_size = fn_size;
 	out->argc = argc;
 	out->envc = envc;
+	out->flags = flags;
 	out->strings = s;
 	out->strings_len = rest;
 	return 0;
+}
+
+int agent__decode_window(const void *p, size_t len, struct agent_window *out,
+			 const char **why)
+{
+	struct agent_window_wire w;
+	struct agent_window win;
+	uint64_t sum = 0;
+	uint32_t i;
+
+	if (len < sizeof(w) || (len - sizeof(w)) % sizeof(struct agent_extent))
+		return bad(why,
+			   "WINDOW payload length is not a whole extent list");
+	memcpy(&w, p, sizeof(w));
+	win.size = le64toh(w.size);
+	win.count = (uint32_t)((len - sizeof(w)) / sizeof(struct agent_extent));
+	win.ext = (const uint8_t *)p + sizeof(w);
+	if (win.size > AGENT_WINDOW_MAX || win.size % AGENT_WINDOW_PAGE)
+		return bad(
+			why,
+			"WINDOW size over AGENT_WINDOW_MAX or not whole pages");
+	for (i = 0; i < win.count; i++) {
+		struct agent_extent e = agent__window_extent(&win, i);
+
+		if (!e.len || e.gpa % AGENT_WINDOW_PAGE ||
+		    e.len % AGENT_WINDOW_PAGE || e.gpa + e.len < e.gpa)
+			return bad(
+				why,
+				"WINDOW extent empty, unaligned or wrapping");
+		if (e.len > win.size - sum)
+			return bad(
+				why,
+				"WINDOW extents add up to more than its size");
+		sum += e.len;
+	}
+	if (sum != win.size)
+		return bad(why, "WINDOW extents add up to less than its size");
+	*out = win;
+	return 0;
+}
+
+struct agent_extent agent__window_extent(const struct agent_window *w,
+					 uint32_t i)
+{
+	struct agent_extent e;
+
+	memcpy(&e, w->ext + (size_t)i * sizeof(e), sizeof(e));
+	e.gpa = le64toh(e.gpa);
+	e.len = le64toh(e.len);
+	return e;
 }
 
 void agent__exec_split(const struct agent_exec *e, char **argv, char **envp)
@@ -342,7 +408,8 @@ static char *put_vector(char *d, const char *const *v)
 }
 
 int agent__encode_exec(void *buf, size_t size, const char *const *argv,
-		       const char *const *envp, uint64_t fn_size, size_t *len)
+		       const char *const *envp, uint64_t fn_size,
+		       uint32_t flags, size_t *len)
 {
 	struct agent_exec_wire w;
 	uint32_t argc = 0, envc = 0;
@@ -362,11 +429,39 @@ int agent__encode_exec(void *buf, size_t size, const char *const *argv,
 	w.fn_size = htole64(fn_size);
 	w.argc = htole32(argc);
 	w.envc = htole32(envc);
+	w.flags = htole32(flags);
+	w.reserved = 0;
 	agent__encode_hdr(buf, AGENT_EXEC, (uint32_t)(need - AGENT_HDR_SIZE));
 	memcpy((char *)buf + AGENT_HDR_SIZE, &w, sizeof(w));
 	d = (char *)buf + AGENT_HDR_SIZE + sizeof(w);
 	d = put_vector(d, argv);
 	put_vector(d, envp);
+	*len = need;
+	return 0;
+}
+
+int agent__encode_window(void *buf, size_t size, uint64_t window_size,
+			 const struct agent_extent *ext, uint32_t count,
+			 size_t *len)
+{
+	struct agent_window_wire w = { .size = htole64(window_size) };
+	size_t need = AGENT_HDR_SIZE + sizeof(w) +
+		      (size_t)count * sizeof(struct agent_extent);
+	char *d = (char *)buf + AGENT_HDR_SIZE + sizeof(w);
+	uint32_t i;
+
+	if (count > AGENT_WINDOW_EXTENTS_MAX)
+		return -E2BIG;
+	if (size < need)
+		return -ENOSPC;
+	agent__encode_hdr(buf, AGENT_WINDOW, (uint32_t)(need - AGENT_HDR_SIZE));
+	memcpy((char *)buf + AGENT_HDR_SIZE, &w, sizeof(w));
+	for (i = 0; i < count; i++) {
+		struct agent_extent e = { .gpa = htole64(ext[i].gpa),
+					  .len = htole64(ext[i].len) };
+
+		memcpy(d + (size_t)i * sizeof(e), &e, sizeof(e));
+	}
 	*len = need;
 	return 0;
 }

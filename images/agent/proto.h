@@ -26,7 +26,7 @@
 #define AGENT_PORT 52 /* the agent listens here for the invocation */
 #define AGENT_READY_PORT 53 /* the host listens here for READY */
 
-#define AGENT_VERSION 1
+#define AGENT_VERSION 2
 #define AGENT_HDR_SIZE 8
 /* The largest payload of any frame. */
 #define AGENT_FRAME_MAX (1U << 20)
@@ -40,6 +40,18 @@
 #define AGENT_ENVP_MAX 4096
 /* ERROR messages: printable ASCII, not NUL-terminated on the wire. */
 #define AGENT_MSG_MAX 255
+/*
+ * The function window: guest memory the agent sets aside for the function,
+ * which the host writes directly instead of sending FN_DATA. Extents are
+ * whole 4 KiB pages; the agent's window is AGENT_WINDOW_SIZE, a host takes
+ * up to AGENT_WINDOW_MAX.
+ */
+#define AGENT_WINDOW_PAGE 4096U
+#define AGENT_WINDOW_SIZE (8U << 20)
+#define AGENT_WINDOW_MAX (64U << 20)
+#define AGENT_WINDOW_EXTENTS_MAX (AGENT_WINDOW_MAX / AGENT_WINDOW_PAGE)
+/* EXEC flags: the function's bytes are in the window; no FN_DATA follows. */
+#define AGENT_EXEC_IN_WINDOW 1U
 
 /* Guest-to-host types have this bit; a frame going the wrong way is an error. */
 #define AGENT_FROM_GUEST 0x0100
@@ -58,6 +70,7 @@ enum agent_type {
 	AGENT_STDERR = 0x0104,
 	AGENT_EXIT = 0x0105, /* struct agent_exit_wire */
 	AGENT_ERROR = 0x0106, /* struct agent_error_wire, then the message */
+	AGENT_WINDOW = 0x0107, /* struct agent_window_wire, then its extents */
 };
 
 struct agent_hdr_wire {
@@ -74,12 +87,27 @@ struct agent_init_wire {
 _Static_assert(sizeof(struct agent_init_wire) == 72, "init size");
 
 struct agent_exec_wire {
-	uint64_t fn_size; /* le64 bytes of FN_DATA that follow, <= AGENT_FN_MAX */
+	uint64_t fn_size; /* le64 the function's bytes, <= AGENT_FN_MAX */
 	uint32_t argc; /* le32, 1..AGENT_ARGV_MAX */
 	uint32_t envc; /* le32, 0..AGENT_ENVP_MAX */
+	uint32_t flags; /* le32 AGENT_EXEC_IN_WINDOW, else FN_DATA follows */
+	uint32_t reserved; /* 0 */
 	/* then argc + envc NUL-terminated strings, which end the payload exactly */
 };
-_Static_assert(sizeof(struct agent_exec_wire) == 16, "exec size");
+_Static_assert(sizeof(struct agent_exec_wire) == 24, "exec size");
+
+/* The first frame of every connection to AGENT_PORT, from the agent. */
+struct agent_window_wire {
+	uint64_t size; /* le64 bytes, <= AGENT_WINDOW_MAX; 0: no window */
+	/* then extents: { le64 guest physical address, le64 bytes }, in window order */
+};
+_Static_assert(sizeof(struct agent_window_wire) == 8, "window size");
+
+struct agent_extent {
+	uint64_t gpa;
+	uint64_t len;
+};
+_Static_assert(sizeof(struct agent_extent) == 16, "extent size");
 
 enum agent_exit_kind {
 	AGENT_EXITED = 0, /* code: exit status 0-255 */
@@ -120,8 +148,16 @@ struct agent_exec {
 	uint64_t fn_size;
 	uint32_t argc;
 	uint32_t envc;
+	uint32_t flags;
 	const char *strings;
 	size_t strings_len;
+};
+
+/* A decoded WINDOW: the extents stay in the payload buffer (agent__window_extent()). */
+struct agent_window {
+	uint64_t size;
+	uint32_t count;
+	const uint8_t *ext;
 };
 
 struct agent_exit {
@@ -153,7 +189,10 @@ int agent__decode_ready(const void *p, size_t len, uint32_t *version,
 			const char **why) __must_check;
 int agent__decode_init(const void *p, size_t len, struct agent_init *out,
 		       const char **why) __must_check;
-/* Every string must end inside the payload and the last must end it. */
+/*
+ * Every string must end inside the payload and the last must end it; flags
+ * are known, reserved is 0, and a function in the window is not empty.
+ */
 int agent__decode_exec(const void *p, size_t len, struct agent_exec *out,
 		       const char **why) __must_check;
 /* The kind must be known and the code in its range. */
@@ -162,6 +201,16 @@ int agent__decode_exit(const void *p, size_t len, struct agent_exit *out,
 /* The code must be an errno (1..4095), the message printable ASCII. */
 int agent__decode_error(const void *p, size_t len, struct agent_error *out,
 			const char **why) __must_check;
+
+/*
+ * Extents are page-aligned, non-empty, do not wrap, and add up to the size;
+ * a size past AGENT_WINDOW_MAX or not whole pages is refused.
+ */
+int agent__decode_window(const void *p, size_t len, struct agent_window *out,
+			 const char **why) __must_check;
+/* Extent @i (< w->count) of a decoded window. */
+struct agent_extent agent__window_extent(const struct agent_window *w,
+					 uint32_t i);
 
 /*
  * Points @argv[0..argc-1] and @envp[0..envc-1] at @e's strings and
@@ -191,7 +240,14 @@ int agent__exec_size(const char *const *argv, const char *const *envp,
 		     uint64_t fn_size, size_t *len) __must_check;
 int agent__encode_exec(void *buf, size_t size, const char *const *argv,
 		       const char *const *envp, uint64_t fn_size,
-		       size_t *len) __must_check;
+		       uint32_t flags, size_t *len) __must_check;
+/* @count extents of @size bytes in all; -E2BIG past AGENT_WINDOW_EXTENTS_MAX. */
+int agent__encode_window(void *buf, size_t size, uint64_t window_size,
+			 const struct agent_extent *ext, uint32_t count,
+			 size_t *len) __must_check;
+#define AGENT_WINDOW_FRAME_MAX                               \
+	(AGENT_HDR_SIZE + sizeof(struct agent_window_wire) + \
+	 AGENT_WINDOW_EXTENTS_MAX * sizeof(struct agent_extent))
 int agent__encode_started(void *buf, size_t size, size_t *len) __must_check;
 /* -EINVAL for a code outside the kind's range. */
 int agent__encode_exit(void *buf, size_t size, const struct agent_exit *in,

@@ -26,8 +26,10 @@ static void check(bool ok)
 /* Whatever decodes must encode back to the same bytes. */
 static void round_trip(const uint8_t *frame, const struct agent_frame *f)
 {
-	static uint8_t out[AGENT_ERROR_FRAME_MAX + AGENT_INIT_FRAME];
+	static uint8_t out[AGENT_HDR_SIZE + AGENT_FRAME_MAX];
+	static struct agent_extent ext[AGENT_WINDOW_EXTENTS_MAX];
 	const uint8_t *p = frame + AGENT_HDR_SIZE;
+	struct agent_window w;
 	struct agent_error e;
 	struct agent_exit x;
 	uint32_t version;
@@ -54,6 +56,15 @@ static void round_trip(const uint8_t *frame, const struct agent_frame *f)
 		break;
 	case AGENT_STARTED:
 		check(agent__encode_started(out, sizeof(out), &len) == 0);
+		break;
+	case AGENT_WINDOW:
+		if (agent__decode_window(p, f->len, &w, NULL) < 0)
+			return;
+		check(w.count <= AGENT_WINDOW_EXTENTS_MAX);
+		for (uint32_t i = 0; i < w.count; i++)
+			ext[i] = agent__window_extent(&w, i);
+		check(agent__encode_window(out, sizeof(out), w.size, ext,
+					   w.count, &len) == 0);
 		break;
 	default:
 		return;
@@ -108,6 +119,16 @@ static void feed(const uint8_t *data, size_t size, int sv[2])
 	/* The host's own frames pile up unread in sv[1]'s buffer; they are small. */
 }
 
+/* Guest memory that takes anything the window's checks let through. */
+static int write_guest(void *arg, uint64_t gpa, const void *src, size_t len)
+{
+	(void)arg;
+	(void)src;
+	check(len > 0 && len <= AGENT_WINDOW_MAX);
+	check(gpa % AGENT_WINDOW_PAGE == 0 && gpa + len > gpa);
+	return 0;
+}
+
 static void run_invoke(const uint8_t *data, size_t size)
 {
 	static const char *const argv[] = { "fn", "arg", NULL };
@@ -120,7 +141,8 @@ static void run_invoke(const uint8_t *data, size_t size)
 				      .out_fd = devnull,
 				      .err_fd = devnull,
 				      .timeout_ms = 5000,
-				      .cancel_fd = -1 };
+				      .cancel_fd = -1,
+				      .write_guest = write_guest };
 	struct invoke_result res;
 	int sv[2], r;
 	size_t i;

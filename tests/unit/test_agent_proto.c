@@ -48,7 +48,8 @@ static const uint16_t host_types[] = { AGENT_INIT, AGENT_EXEC, AGENT_FN_DATA,
 				       AGENT_STDIN };
 static const uint16_t guest_types[] = { AGENT_READY,  AGENT_STARTED,
 					AGENT_STDOUT, AGENT_STDERR,
-					AGENT_EXIT,   AGENT_ERROR };
+					AGENT_EXIT,   AGENT_ERROR,
+					AGENT_WINDOW };
 
 /* A payload length each type accepts. */
 static uint32_t good_len(uint16_t type)
@@ -57,7 +58,9 @@ static uint32_t good_len(uint16_t type)
 	case AGENT_INIT:
 		return 72;
 	case AGENT_EXEC:
-		return 17;
+		return 25;
+	case AGENT_WINDOW:
+		return 8;
 	case AGENT_READY:
 		return 4;
 	case AGENT_STARTED:
@@ -90,7 +93,7 @@ Test(agent_proto, header_round_trips_for_every_type)
 	}
 	/* Little-endian on the wire whatever the host. */
 	agent__encode_hdr(b, AGENT_STDOUT, 0x01020304);
-	cr_assert_eq(b[0], 1);
+	cr_assert_eq(b[0], AGENT_VERSION);
 	cr_assert_eq(b[1], 0);
 	cr_assert_eq(b[2], 0x03);
 	cr_assert_eq(b[3], 0x01);
@@ -103,7 +106,8 @@ Test(agent_proto, header_rejects_other_versions)
 	struct agent_frame f;
 
 	cr_assert_eq(decode_hdr(0, AGENT_STDOUT, 1, true, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(2, AGENT_STDOUT, 1, true, &f), -EPROTO);
+	cr_assert_eq(decode_hdr(1, AGENT_STDOUT, 1, true, &f), -EPROTO);
+	cr_assert_eq(decode_hdr(3, AGENT_STDOUT, 1, true, &f), -EPROTO);
 	cr_assert_eq(decode_hdr(0x0100, AGENT_STDOUT, 1, true, &f), -EPROTO);
 	cr_assert_eq(decode_hdr(0xffff, AGENT_INIT, 72, false, &f), -EPROTO);
 }
@@ -132,20 +136,27 @@ Test(agent_proto, header_accepts_only_known_types_going_their_way)
 			accepted++;
 		}
 	}
-	cr_assert_eq(accepted, 10);
+	cr_assert_eq(accepted, 11);
 }
 
 Test(agent_proto, header_rejects_oversize_frames)
 {
 	struct agent_frame f;
 
-	cr_assert_eq(decode_hdr(1, AGENT_STDOUT, AGENT_FRAME_MAX, true, &f), 0);
-	cr_assert_eq(decode_hdr(1, AGENT_STDOUT, AGENT_FRAME_MAX + 1, true, &f),
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_STDOUT, AGENT_FRAME_MAX,
+				true, &f),
+		     0);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_STDOUT,
+				AGENT_FRAME_MAX + 1, true, &f),
 		     -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_STDIN, AGENT_FRAME_MAX, false, &f), 0);
-	cr_assert_eq(decode_hdr(1, AGENT_STDIN, 0xffffffff, false, &f),
-		     -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_EXEC, AGENT_FRAME_MAX + 1, false, &f),
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_STDIN, AGENT_FRAME_MAX,
+				false, &f),
+		     0);
+	cr_assert_eq(
+		decode_hdr(AGENT_VERSION, AGENT_STDIN, 0xffffffff, false, &f),
+		-EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_EXEC, AGENT_FRAME_MAX + 1,
+				false, &f),
 		     -EPROTO);
 }
 
@@ -153,22 +164,42 @@ Test(agent_proto, header_rejects_lengths_impossible_for_the_type)
 {
 	struct agent_frame f;
 
-	cr_assert_eq(decode_hdr(1, AGENT_INIT, 71, false, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_INIT, 73, false, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_EXEC, 16, false, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_FN_DATA, 0, false, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_STDIN, 0, false, &f), 0);
-	cr_assert_eq(decode_hdr(1, AGENT_READY, 0, true, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_READY, 5, true, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_STARTED, 1, true, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_STDOUT, 0, true, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_STDERR, 0, true, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_EXIT, 7, true, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_EXIT, 9, true, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_ERROR, 3, true, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(1, AGENT_ERROR, 4 + AGENT_MSG_MAX, true, &f),
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_INIT, 71, false, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_INIT, 73, false, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_EXEC, 24, false, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_WINDOW, 7, true, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_WINDOW, 8 + 15, true, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_WINDOW, 8 + 32, true, &f),
 		     0);
-	cr_assert_eq(decode_hdr(1, AGENT_ERROR, 5 + AGENT_MSG_MAX, true, &f),
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_FN_DATA, 0, false, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_STDIN, 0, false, &f), 0);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_READY, 0, true, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_READY, 5, true, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_STARTED, 1, true, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_STDOUT, 0, true, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_STDERR, 0, true, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_EXIT, 7, true, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_EXIT, 9, true, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_ERROR, 3, true, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_ERROR, 4 + AGENT_MSG_MAX,
+				true, &f),
+		     0);
+	cr_assert_eq(decode_hdr(AGENT_VERSION, AGENT_ERROR, 5 + AGENT_MSG_MAX,
+				true, &f),
 		     -EPROTO);
 }
 
@@ -227,8 +258,9 @@ static void decode_exec_ok(const char *const *argv, const char *const *envp,
 	int i;
 
 	cr_assert_eq(agent__exec_size(argv, envp, fn_size, &size), 0);
-	cr_assert_eq(agent__encode_exec(exec_buf, sizeof(exec_buf), argv, envp,
-					fn_size, &len),
+	cr_assert_eq(agent__encode_exec(
+			     exec_buf, sizeof(exec_buf), argv, envp, fn_size,
+			     fn_size ? AGENT_EXEC_IN_WINDOW : 0, &len),
 		     0);
 	cr_assert_eq(len, size);
 	cr_assert_eq(agent__decode_hdr(exec_buf, false, &f, NULL), 0);
@@ -237,6 +269,7 @@ static void decode_exec_ok(const char *const *argv, const char *const *envp,
 	d = dup_bytes(exec_buf + 8, f.len);
 	cr_assert_eq(agent__decode_exec(d, f.len, &e, NULL), 0);
 	cr_assert_eq(e.fn_size, fn_size);
+	cr_assert_eq(e.flags, fn_size ? AGENT_EXEC_IN_WINDOW : 0);
 	av = calloc(e.argc + 1, sizeof(char *));
 	ev = calloc(e.envc + 1, sizeof(char *));
 	agent__exec_split(&e, av, ev);
@@ -287,19 +320,125 @@ Test(agent_proto, exec_encoder_refuses_what_the_protocol_cannot_carry)
 	cr_assert_eq(agent__exec_size(many, NULL, 0, &len), 0);
 	memset(big, 'x', sizeof(big) - 1);
 	cr_assert_eq(agent__exec_size(huge, NULL, 0, &len), -E2BIG);
-	/* The largest string that fits: header 16 + string + NUL = AGENT_FRAME_MAX. */
-	big[AGENT_FRAME_MAX - 17] = '\0';
+	/* The largest string that fits: header 24 + string + NUL = AGENT_FRAME_MAX. */
+	big[AGENT_FRAME_MAX - 25] = '\0';
 	cr_assert_eq(agent__exec_size(huge, NULL, 0, &len), 0);
 	cr_assert_eq(len, AGENT_HDR_SIZE + AGENT_FRAME_MAX);
-	big[AGENT_FRAME_MAX - 17] = 'x';
-	big[AGENT_FRAME_MAX - 16] = '\0';
+	big[AGENT_FRAME_MAX - 25] = 'x';
+	big[AGENT_FRAME_MAX - 24] = '\0';
 	cr_assert_eq(agent__exec_size(huge, NULL, 0, &len), -E2BIG);
+	cr_assert_eq(agent__encode_exec(exec_buf, 8 + 24 + 2, argv, NULL, 0, 0,
+					&len),
+		     -ENOSPC);
+	cr_assert_eq(agent__encode_exec(exec_buf, 8 + 24 + 3, argv, NULL, 0, 0,
+					&len),
+		     0);
+}
+
+Test(agent_proto, exec_flags_are_checked)
+{
+	uint8_t b[64];
+	struct agent_exec_wire w = { .fn_size = htole64(0),
+				     .argc = htole32(1) };
+	struct agent_exec e;
+
+	memcpy(b, &w, sizeof(w));
+	b[sizeof(w)] = '\0';
+	cr_assert_eq(agent__decode_exec(b, sizeof(w) + 1, &e, NULL), 0);
+	/* An empty function cannot be in the window; unknown flags; reserved. */
+	w.flags = htole32(AGENT_EXEC_IN_WINDOW);
+	memcpy(b, &w, sizeof(w));
+	cr_assert_eq(agent__decode_exec(b, sizeof(w) + 1, &e, NULL), -EPROTO);
+	w.fn_size = htole64(5);
+	memcpy(b, &w, sizeof(w));
+	cr_assert_eq(agent__decode_exec(b, sizeof(w) + 1, &e, NULL), 0);
+	w.flags = htole32(2);
+	memcpy(b, &w, sizeof(w));
+	cr_assert_eq(agent__decode_exec(b, sizeof(w) + 1, &e, NULL), -EPROTO);
+	w.flags = 0;
+	w.reserved = htole32(1);
+	memcpy(b, &w, sizeof(w));
+	cr_assert_eq(agent__decode_exec(b, sizeof(w) + 1, &e, NULL), -EPROTO);
+}
+
+Test(agent_proto, window_round_trips)
+{
+	const struct agent_extent ext[3] = {
+		{ 0x40001000, 0x3000 },
+		{ 0x7fff0000, 0x10000 },
+		{ 0x40000000, 0x1000 },
+	};
+	uint8_t b[AGENT_HDR_SIZE + 8 + 3 * 16];
+	struct agent_window w;
+	struct agent_frame f;
+	size_t len;
+
 	cr_assert_eq(
-		agent__encode_exec(exec_buf, 8 + 16 + 2, argv, NULL, 0, &len),
+		agent__encode_window(b, sizeof(b) - 1, 0x14000, ext, 3, &len),
 		-ENOSPC);
+	cr_assert_eq(agent__encode_window(b, sizeof(b), 0x14000, ext, 3, &len),
+		     0);
+	cr_assert_eq(len, sizeof(b));
+	cr_assert_eq(agent__decode_hdr(b, true, &f, NULL), 0);
+	cr_assert_eq(f.type, AGENT_WINDOW);
+	cr_assert_eq(agent__decode_window(b + 8, f.len, &w, NULL), 0);
+	cr_assert_eq(w.size, 0x14000);
+	cr_assert_eq(w.count, 3);
+	for (uint32_t i = 0; i < 3; i++) {
+		struct agent_extent e = agent__window_extent(&w, i);
+
+		cr_assert_eq(e.gpa, ext[i].gpa);
+		cr_assert_eq(e.len, ext[i].len);
+	}
+	/* No window at all. */
+	cr_assert_eq(agent__encode_window(b, sizeof(b), 0, NULL, 0, &len), 0);
+	cr_assert_eq(agent__decode_hdr(b, true, &f, NULL), 0);
+	cr_assert_eq(agent__decode_window(b + 8, f.len, &w, NULL), 0);
+	cr_assert_eq(w.size, 0);
+	cr_assert_eq(w.count, 0);
+}
+
+/* Decodes a WINDOW of @size bytes with extents {gpa, len}... from @ext (@n pairs). */
+static int decode_window_raw(uint64_t size, const uint64_t *ext, uint32_t n)
+{
+	uint8_t b[8 + 4 * 16];
+	struct agent_window w;
+
+	size = htole64(size);
+	memcpy(b, &size, 8);
+	for (uint32_t i = 0; i < 2 * n; i++) {
+		uint64_t v = htole64(ext[i]);
+
+		memcpy(b + 8 + 8 * i, &v, 8);
+	}
+	return agent__decode_window(b, 8 + 16 * (size_t)n, &w, NULL);
+}
+
+Test(agent_proto, window_decoder_refuses_bad_extents)
+{
+	const uint64_t ok[] = { 0x1000, 0x2000 };
+	const uint64_t unaligned[] = { 0x1800, 0x2000 };
+	const uint64_t odd_len[] = { 0x1000, 0x1800 };
+	const uint64_t empty[] = { 0x1000, 0, 0x3000, 0x2000 };
+	const uint64_t wraps[] = { 0xfffffffffffff000ULL, 0x2000 };
+	uint8_t b[8 + 8];
+
+	cr_assert_eq(decode_window_raw(0x2000, ok, 1), 0);
+	cr_assert_eq(decode_window_raw(0x2000, unaligned, 1), -EPROTO);
+	cr_assert_eq(decode_window_raw(0x1800, odd_len, 1), -EPROTO);
+	cr_assert_eq(decode_window_raw(0x2000, empty, 2), -EPROTO);
+	cr_assert_eq(decode_window_raw(0x2000, wraps, 1), -EPROTO);
+	/* Extents that add up to more or less than the size. */
+	cr_assert_eq(decode_window_raw(0x1000, ok, 1), -EPROTO);
+	cr_assert_eq(decode_window_raw(0x3000, ok, 1), -EPROTO);
 	cr_assert_eq(
-		agent__encode_exec(exec_buf, 8 + 16 + 3, argv, NULL, 0, &len),
-		0);
+		decode_window_raw((uint64_t)AGENT_WINDOW_MAX + 0x1000, ok, 0),
+		-EPROTO);
+	/* A payload that is not a whole extent list. */
+	memset(b, 0, sizeof(b));
+	cr_assert_eq(
+		agent__decode_window(b, 12, &(struct agent_window){ 0 }, NULL),
+		-EPROTO);
 }
 
 /* Builds an EXEC payload by hand: the fixed part, then @strings (@slen bytes). */
@@ -337,7 +476,7 @@ static int decode_exec_raw(uint64_t fn_size, uint32_t argc, uint32_t envc,
 Test(agent_proto, exec_decoder_rejects_malformed_payloads)
 {
 	struct agent_exec e;
-	uint8_t b[16] = { 0 };
+	uint8_t b[24] = { 0 };
 
 	cr_assert_eq(decode_exec_raw(0, 1, 1, "fn\0A=1", 7), 0);
 	/* No argv[0], or too many strings. */
@@ -362,7 +501,7 @@ Test(agent_proto, exec_decoder_rejects_malformed_payloads)
 	cr_assert_eq(decode_exec_raw(AGENT_FN_MAX + 1, 1, 0, "f", 2), -EPROTO);
 	cr_assert_eq(decode_exec_raw(~0ULL, 1, 0, "f", 2), -EPROTO);
 	/* Shorter than the fixed part. */
-	cr_assert_eq(agent__decode_exec(b, 15, &e, NULL), -EPROTO);
+	cr_assert_eq(agent__decode_exec(b, 23, &e, NULL), -EPROTO);
 	cr_assert_eq(agent__decode_exec(b, 0, &e, NULL), -EPROTO);
 }
 

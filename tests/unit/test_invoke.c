@@ -87,7 +87,7 @@ struct agent_proc {
 };
 
 /* Forks an agent serving one invocation on a socketpair; its exit status is -agent__serve(). */
-static struct agent_proc spawn_agent(void)
+static struct agent_proc spawn_agent_with(const struct agent_hooks *hooks)
 {
 	struct agent_proc a;
 	int sv[2];
@@ -101,12 +101,17 @@ static struct agent_proc spawn_agent(void)
 		int r;
 
 		close(sv[0]);
-		r = agent__serve(sv[1], &fake_hooks);
+		r = agent__serve(sv[1], hooks);
 		_exit(r < 0 ? -r : 0);
 	}
 	close(sv[1]);
 	a.fd = sv[0];
 	return a;
+}
+
+static struct agent_proc spawn_agent(void)
+{
+	return spawn_agent_with(&fake_hooks);
 }
 
 /* Closes the host end and returns the agent's exit status. */
@@ -172,6 +177,10 @@ struct call {
 	int in_fd;
 	unsigned int timeout_ms;
 	int cancel_fd; /* 0: none */
+	/* The agent's function window and the host's writer into it; NULL: none. */
+	const struct agent_fn_window *window;
+	invoke_write_fn *write_guest;
+	void *write_arg;
 	/* results */
 	int ret;
 	int agent_status;
@@ -186,6 +195,7 @@ struct call {
 static void call(struct call *c)
 {
 	struct invoke_request req = { 0 };
+	struct agent_hooks hooks;
 	struct agent_proc a;
 	void *fn = NULL;
 	int out, err;
@@ -204,7 +214,11 @@ static void call(struct call *c)
 	req.err_fd = err = mem_file(NULL, 0);
 	req.timeout_ms = c->timeout_ms ? c->timeout_ms : 20000;
 	req.cancel_fd = c->cancel_fd ? c->cancel_fd : -1;
-	a = spawn_agent();
+	req.write_guest = c->write_guest;
+	req.write_arg = c->write_arg;
+	hooks = fake_hooks;
+	hooks.window = c->window;
+	a = spawn_agent_with(&hooks);
 	c->ret = invoke__run(a.fd, &req, &c->res);
 	c->agent_status = agent_done(&a);
 	c->out = contents(out, &c->out_len);
@@ -248,6 +262,117 @@ Test(invoke, echo_prints_its_arguments)
 	cr_assert_geq(c.res.ended_ns, c.res.started_ns);
 	cr_assert_eq(c.agent_status, 0);
 	call_free(&c);
+}
+
+/*
+ * A window as the guest's agent makes one, at made-up guest addresses: a memfd
+ * the agent runs the function from, which "guest memory" writes reach.
+ */
+struct fake_window {
+	struct agent_fn_window w;
+	struct agent_extent ext[2];
+	unsigned int writes;
+	int fail; /* the writer's answer when not 0 */
+};
+
+static int write_fake(void *arg, uint64_t gpa, const void *src, size_t len)
+{
+	struct fake_window *f = arg;
+	uint64_t off = 0;
+
+	if (f->fail)
+		return f->fail;
+	for (uint32_t i = 0; i < f->w.count; i++) {
+		const struct agent_extent *e = &f->ext[i];
+
+		if (gpa >= e->gpa && gpa + len <= e->gpa + e->len) {
+			cr_assert_eq(pwrite(f->w.fd, src, len,
+					    (off_t)(off + gpa - e->gpa)),
+				     (ssize_t)len);
+			f->writes++;
+			return 0;
+		}
+		off += e->len;
+	}
+	return -EFAULT;
+}
+
+static void fake_window(struct fake_window *f, uint64_t first, uint64_t second)
+{
+	memset(f, 0, sizeof(*f));
+	f->ext[0] = (struct agent_extent){ 0x40000000, first };
+	f->ext[1] = (struct agent_extent){ 0x48000000, second };
+	f->w.size = first + second;
+	f->w.count = 2;
+	f->w.ext = f->ext;
+	f->w.fd = memfd_create("window", MFD_CLOEXEC);
+	cr_assert_geq(f->w.fd, 0);
+	cr_assert_eq(ftruncate(f->w.fd, (off_t)f->w.size), 0);
+}
+
+static void window_call(struct fake_window *f, struct call *c)
+{
+	static const char *argv[] = { "echo", "in", "window", NULL };
+
+	*c = (struct call){ .binary = "/bin/echo",
+			    .argv = argv,
+			    .in_fd = -1,
+			    .window = &f->w,
+			    .write_guest = write_fake,
+			    .write_arg = f };
+	call(c);
+	cr_assert_eq(c->ret, 0);
+	cr_assert_eq(c->res.kind, INVOKE_EXITED);
+	cr_assert_eq(c->res.code, 0);
+	cr_assert_str_eq(c->out, "in window\n");
+}
+
+Test(invoke, a_function_that_fits_the_window_is_written_there_not_sent)
+{
+	struct fake_window f;
+	struct stat st;
+	struct call c;
+	size_t size;
+
+	free(load("/bin/echo", &size));
+	/* The function spans both extents. */
+	fake_window(&f, 4096, 4 * MIB);
+	window_call(&f, &c);
+	cr_assert_eq(f.writes, 2);
+	/* The agent ran it from the window, cut to the function's size. */
+	cr_assert_eq(fstat(f.w.fd, &st), 0);
+	cr_assert_eq((size_t)st.st_size, size);
+	call_free(&c);
+	close(f.w.fd);
+}
+
+Test(invoke, a_function_too_big_for_the_window_is_sent)
+{
+	struct fake_window f;
+	struct stat st;
+	struct call c;
+
+	fake_window(&f, 4096, 4096);
+	window_call(&f, &c);
+	cr_assert_eq(f.writes, 0);
+	/* The unused window is given back to the guest. */
+	cr_assert_eq(fstat(f.w.fd, &st), 0);
+	cr_assert_eq(st.st_size, 0);
+	call_free(&c);
+	close(f.w.fd);
+}
+
+Test(invoke, a_window_outside_guest_memory_falls_back_to_sending)
+{
+	struct fake_window f;
+	struct call c;
+
+	fake_window(&f, 4096, 4 * MIB);
+	f.fail = -EFAULT;
+	window_call(&f, &c);
+	cr_assert_eq(f.writes, 0);
+	call_free(&c);
+	close(f.w.fd);
 }
 
 Test(invoke, a_mebibyte_goes_through_stdin_and_back_unchanged)
@@ -791,9 +916,19 @@ static int run_against(const void *b, size_t len, bool trickle,
 				      .out_fd = out,
 				      .err_fd = -1,
 				      .timeout_ms = 10000 };
-	struct agent_proc a = fake_agent(b, len, trickle, close_after);
+	/* Every connection starts with the agent's WINDOW: here, none. */
+	static uint8_t w[sizeof(struct agent_window_wire) + AGENT_HDR_SIZE];
+	uint8_t *all = malloc(sizeof(w) + len);
+	struct agent_proc a;
+	size_t wlen;
 	int r;
 
+	cr_assert_not_null(all);
+	cr_assert_eq(agent__encode_window(w, sizeof(w), 0, NULL, 0, &wlen), 0);
+	memcpy(all, w, wlen);
+	memcpy(all + wlen, b, len);
+	a = fake_agent(all, wlen + len, trickle, close_after);
+	free(all);
 	r = invoke__run(a.fd, &req, res);
 	cr_assert_eq(agent_done(&a), 0);
 	return r;
@@ -810,11 +945,11 @@ Test(invoke, frames_split_into_single_bytes_are_reassembled)
 	int out = mem_file(NULL, 0);
 	char *s;
 
-	put(b, &off, 1, AGENT_STARTED, NULL, 0);
-	put(b, &off, 1, AGENT_STDOUT, "hi ", 3);
-	put(b, &off, 1, AGENT_STDERR, "ignored", 7);
-	put(b, &off, 1, AGENT_STDOUT, "there", 5);
-	put(b, &off, 1, AGENT_EXIT, exit_sig9, 8);
+	put(b, &off, AGENT_VERSION, AGENT_STARTED, NULL, 0);
+	put(b, &off, AGENT_VERSION, AGENT_STDOUT, "hi ", 3);
+	put(b, &off, AGENT_VERSION, AGENT_STDERR, "ignored", 7);
+	put(b, &off, AGENT_VERSION, AGENT_STDOUT, "there", 5);
+	put(b, &off, AGENT_VERSION, AGENT_EXIT, exit_sig9, 8);
 	cr_assert_eq(run_against(b, off, true, false, &res, out), 0);
 	cr_assert_eq(res.kind, INVOKE_SIGNALED);
 	cr_assert_eq(res.code, 9);
@@ -835,10 +970,11 @@ Test(invoke, a_frame_of_the_largest_size_is_accepted)
 	char *s;
 
 	cr_assert_eq(getrandom(data, AGENT_FRAME_MAX, 0), AGENT_FRAME_MAX);
-	put(b, &off, 1, AGENT_STARTED, NULL, 0);
-	put(b, &off, 1, AGENT_STDOUT, data, 100);
-	put(b, &off, 1, AGENT_STDOUT, data + 100, AGENT_FRAME_MAX - 100);
-	put(b, &off, 1, AGENT_EXIT, exit0, 8);
+	put(b, &off, AGENT_VERSION, AGENT_STARTED, NULL, 0);
+	put(b, &off, AGENT_VERSION, AGENT_STDOUT, data, 100);
+	put(b, &off, AGENT_VERSION, AGENT_STDOUT, data + 100,
+	    AGENT_FRAME_MAX - 100);
+	put(b, &off, AGENT_VERSION, AGENT_EXIT, exit0, 8);
 	cr_assert_eq(run_against(b, off, false, false, &res, out), 0);
 	cr_assert_eq(res.kind, INVOKE_EXITED);
 	s = contents(out, &len);
@@ -865,37 +1001,37 @@ Test(invoke, an_agent_that_breaks_the_protocol_is_refused)
 		-EPROTO);
 	/* Output, or EXIT, before STARTED. */
 	off = 0;
-	put(b, &off, 1, AGENT_STDOUT, "x", 1);
+	put(b, &off, AGENT_VERSION, AGENT_STDOUT, "x", 1);
 	cr_assert_eq(run_against(b, off, false, false, &res, -1), -EPROTO);
 	off = 0;
-	put(b, &off, 1, AGENT_EXIT, exit0, 8);
+	put(b, &off, AGENT_VERSION, AGENT_EXIT, exit0, 8);
 	cr_assert_eq(run_against(b, off, false, false, &res, -1), -EPROTO);
 	/* STARTED twice, READY during an invocation. */
 	off = 0;
-	put(b, &off, 1, AGENT_STARTED, NULL, 0);
-	put(b, &off, 1, AGENT_STARTED, NULL, 0);
+	put(b, &off, AGENT_VERSION, AGENT_STARTED, NULL, 0);
+	put(b, &off, AGENT_VERSION, AGENT_STARTED, NULL, 0);
 	cr_assert_eq(run_against(b, off, false, false, &res, -1), -EPROTO);
 	off = 0;
-	put(b, &off, 1, AGENT_READY, ready, 4);
+	put(b, &off, AGENT_VERSION, AGENT_READY, ready, 4);
 	cr_assert_eq(run_against(b, off, false, false, &res, -1), -EPROTO);
 	/* A bad EXIT or ERROR payload. */
 	off = 0;
-	put(b, &off, 1, AGENT_STARTED, NULL, 0);
-	put(b, &off, 1, AGENT_EXIT, bad_exit, 8);
+	put(b, &off, AGENT_VERSION, AGENT_STARTED, NULL, 0);
+	put(b, &off, AGENT_VERSION, AGENT_EXIT, bad_exit, 8);
 	cr_assert_eq(run_against(b, off, false, false, &res, -1), -EPROTO);
 	off = 0;
-	put(b, &off, 1, AGENT_ERROR, bad_error, 6);
+	put(b, &off, AGENT_VERSION, AGENT_ERROR, bad_error, 6);
 	cr_assert_eq(run_against(b, off, false, false, &res, -1), -EPROTO);
 	/* Another version; a host frame type; an oversize frame. */
 	off = 0;
-	put(b, &off, 2, AGENT_STARTED, NULL, 0);
+	put(b, &off, 9, AGENT_STARTED, NULL, 0);
 	cr_assert_eq(run_against(b, off, false, false, &res, -1), -EPROTO);
 	off = 0;
-	put(b, &off, 1, AGENT_STDIN, "x", 1);
+	put(b, &off, AGENT_VERSION, AGENT_STDIN, "x", 1);
 	cr_assert_eq(run_against(b, off, false, false, &res, -1), -EPROTO);
 	off = 0;
-	put(b, &off, 1, AGENT_STARTED, NULL, 0);
-	put(b, &off, 1, AGENT_STDOUT, NULL, 0);
+	put(b, &off, AGENT_VERSION, AGENT_STARTED, NULL, 0);
+	put(b, &off, AGENT_VERSION, AGENT_STDOUT, NULL, 0);
 	memcpy(b + off - 4, "\x01\x00\x10\x00", 4);
 	cr_assert_eq(run_against(b, off, false, false, &res, -1), -EPROTO);
 }
@@ -907,8 +1043,8 @@ Test(invoke, an_agent_that_goes_away_early_is_a_reset)
 	size_t off = 0;
 
 	cr_assert_eq(run_against(b, 0, false, true, &res, -1), -ECONNRESET);
-	put(b, &off, 1, AGENT_STARTED, NULL, 0);
-	put(b, &off, 1, AGENT_STDOUT, "abc", 3);
+	put(b, &off, AGENT_VERSION, AGENT_STARTED, NULL, 0);
+	put(b, &off, AGENT_VERSION, AGENT_STDOUT, "abc", 3);
 	/* In the middle of a frame, and between frames. */
 	cr_assert_eq(run_against(b, off - 1, false, true, &res, -1),
 		     -ECONNRESET);
@@ -925,8 +1061,8 @@ Test(invoke, an_agent_error_after_started_ends_the_invocation)
 	uint8_t b[64];
 	size_t off = 0;
 
-	put(b, &off, 1, AGENT_STARTED, NULL, 0);
-	put(b, &off, 1, AGENT_ERROR, err, sizeof(err));
+	put(b, &off, AGENT_VERSION, AGENT_STARTED, NULL, 0);
+	put(b, &off, AGENT_VERSION, AGENT_ERROR, err, sizeof(err));
 	cr_assert_eq(run_against(b, off, false, false, &res, -1), 0);
 	cr_assert_eq(res.kind, INVOKE_AGENT_ERROR);
 	cr_assert_eq(res.code, EPROTO);
@@ -971,8 +1107,8 @@ static void expect_proto_error(struct agent_proc *a)
 	struct agent_error e;
 	int t;
 
-	while ((t = read_frame(a->fd, b, sizeof(b), &f)) == AGENT_STARTED ||
-	       t == AGENT_STDOUT)
+	while ((t = read_frame(a->fd, b, sizeof(b), &f)) == AGENT_WINDOW ||
+	       t == AGENT_STARTED || t == AGENT_STDOUT)
 		;
 	cr_assert_eq(t, AGENT_ERROR);
 	cr_assert_eq(agent__decode_error(b + 8, f.len, &e, NULL), 0);
@@ -995,7 +1131,8 @@ static size_t exec_frame(uint8_t *b, size_t cap, const char *const *argv,
 {
 	size_t len;
 
-	cr_assert_eq(agent__encode_exec(b, cap, argv, NULL, fn_size, &len), 0);
+	cr_assert_eq(agent__encode_exec(b, cap, argv, NULL, fn_size, 0, &len),
+		     0);
 	return len;
 }
 
@@ -1015,7 +1152,7 @@ Test(invoke, a_host_that_breaks_the_protocol_gets_an_error)
 	/* A guest frame type from the host. */
 	a = spawn_agent();
 	off = 0;
-	put(b, &off, 1, AGENT_READY, "\1\0\0\0", 4);
+	put(b, &off, AGENT_VERSION, AGENT_READY, "\1\0\0\0", 4);
 	send_all(a.fd, b, off);
 	expect_proto_error(&a);
 	/* Another version. */
@@ -1028,28 +1165,30 @@ Test(invoke, a_host_that_breaks_the_protocol_gets_an_error)
 	a = spawn_agent();
 	off = init_frame(b);
 	off += exec_frame(b + off, sizeof(b) - off, argv, 3);
-	put(b, &off, 1, AGENT_FN_DATA, "abcd", 4);
+	put(b, &off, AGENT_VERSION, AGENT_FN_DATA, "abcd", 4);
 	send_all(a.fd, b, off);
 	expect_proto_error(&a);
 	/* A malformed EXEC: no argv[0]. */
 	a = spawn_agent();
 	off = init_frame(b);
-	put(b, &off, 1, AGENT_EXEC, zeros, 20);
+	put(b, &off, AGENT_VERSION, AGENT_EXEC, zeros, 20);
 	send_all(a.fd, b, off);
 	expect_proto_error(&a);
 }
 
 Test(invoke, a_connection_that_ends_before_its_first_byte_does_not_count)
 {
-	uint8_t b[AGENT_INIT_FRAME];
+	uint8_t b[AGENT_INIT_FRAME], w[64];
+	struct agent_frame f;
 	struct agent_proc a;
 	size_t len;
 
 	/* agent__main() accepts another connection after this one. */
 	a = spawn_agent();
 	cr_assert_eq(agent_done(&a), ENOTCONN);
-	/* Part of an INIT came: that was the invocation. */
+	/* Part of an INIT came (after the agent's WINDOW): that was the invocation. */
 	a = spawn_agent();
+	cr_assert_eq(read_frame(a.fd, w, sizeof(w), &f), AGENT_WINDOW);
 	len = init_frame(b);
 	send_all(a.fd, b, len - 1);
 	cr_assert_eq(agent_done(&a), ECONNRESET);
@@ -1072,10 +1211,11 @@ Test(invoke, stdin_after_its_eof_is_a_protocol_error)
 		uint32_t n =
 			fn_size - o < AGENT_CHUNK ? fn_size - o : AGENT_CHUNK;
 
-		put(b, &off, 1, AGENT_FN_DATA, (uint8_t *)fn + o, n);
+		put(b, &off, AGENT_VERSION, AGENT_FN_DATA, (uint8_t *)fn + o,
+		    n);
 	}
-	put(b, &off, 1, AGENT_STDIN, NULL, 0);
-	put(b, &off, 1, AGENT_STDIN, "late", 4);
+	put(b, &off, AGENT_VERSION, AGENT_STDIN, NULL, 0);
+	put(b, &off, AGENT_VERSION, AGENT_STDIN, "late", 4);
 	/* More than the socket buffer: the agent reads as we write. */
 	for (size_t o = 0; o < off;) {
 		ssize_t n = send(a.fd, b + o, off - o, MSG_NOSIGNAL);
@@ -1109,16 +1249,16 @@ Test(invoke, wait_ready_accepts_ready_and_nothing_else)
 	cr_assert_eq(ready_against(b, len, true, 5000), 0);
 	cr_assert_eq(ready_against(b, len, false, 0), 0);
 	off = 0;
-	put(b, &off, 1, AGENT_READY, "\2\0\0\0", 4);
+	put(b, &off, AGENT_VERSION, AGENT_READY, "\1\0\0\0", 4);
 	cr_assert_eq(ready_against(b, off, false, 5000), -EPROTO);
 	off = 0;
-	put(b, &off, 2, AGENT_READY, "\1\0\0\0", 4);
+	put(b, &off, 9, AGENT_READY, "\2\0\0\0", 4);
 	cr_assert_eq(ready_against(b, off, false, 5000), -EPROTO);
 	off = 0;
-	put(b, &off, 1, AGENT_STDOUT, "abcdefgh", 8);
+	put(b, &off, AGENT_VERSION, AGENT_STDOUT, "abcdefgh", 8);
 	cr_assert_eq(ready_against(b, off, false, 5000), -EPROTO);
 	off = 0;
-	put(b, &off, 1, AGENT_STARTED, NULL, 0);
+	put(b, &off, AGENT_VERSION, AGENT_STARTED, NULL, 0);
 	cr_assert_eq(ready_against(b, off, false, 5000), -EPROTO);
 	cr_assert_eq(ready_against(b, 5, true, 5000), -ECONNRESET);
 	cr_assert_eq(ready_against(b, 0, false, 200), -ETIMEDOUT);
