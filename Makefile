@@ -53,7 +53,7 @@ SRCS := launcher/main.c launcher/cli.c launcher/common.c \
 	devices/pl011.c devices/pvpanic.c devices/blk_engine.c \
 	devices/virtio/virtq.c devices/virtio/mmio.c devices/virtio/blk.c \
 	devices/virtio/blk_req.c devices/virtio/vsock.c devices/virtio/vsock_mux.c \
-	snapshot/snap.c snapshot/pager.c vmm/state.c vmm/vm_snapshot.c \
+	snapshot/snap.c snapshot/pager.c snapshot/analyze.c vmm/state.c vmm/vm_snapshot.c \
 	pool/daemon.c pool/worker.c pool/client.c pool/proto.c
 SRCS_arm64 := vmm/arch/arm64/arch.c vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c \
 	vmm/arch/arm64/snapshot.c
@@ -126,7 +126,7 @@ UNIT_TESTS := $(wildcard tests/unit/test_*.c)
 UNIT_SRCS := launcher/cli.c vmm/bus.c vmm/mem.c vmm/log.c devices/pl011.c \
 	devices/blk_engine.c devices/virtio/virtq.c devices/virtio/blk_req.c \
 	devices/virtio/mmio.c devices/virtio/vsock.c devices/virtio/vsock_mux.c \
-	snapshot/snap.c snapshot/pager.c vmm/state.c launcher/invoke.c pool/proto.c images/agent/proto.c images/agent/agent.c \
+	snapshot/snap.c snapshot/pager.c snapshot/analyze.c vmm/state.c launcher/invoke.c pool/proto.c images/agent/proto.c images/agent/agent.c \
 	vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c
 UNIT_BIN := $(HOSTO)/unit-tests
 

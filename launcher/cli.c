@@ -17,12 +17,17 @@ const char cli__usage[] =
 	"            boot a guest, wait for its ready line, save it to FILE\n"
 	"  snapshot inspect FILE\n"
 	"            print a snapshot's header, sections and memory; verify it\n"
+	"  snapshot analyze [--json] [--levels L,L...] [--no-dict] FILE...\n"
+	"            page-level memory analysis: zero, duplicate and shared pages,\n"
+	"            zstd sizes per level (default " CLI_DEFAULT_ANALYZE_LEVELS
+	") and\n"
+	"            with a dictionary trained on the first FILE\n"
 	"  restore FILE [options]\n"
 	"            run a new VM from a snapshot until it powers off\n"
 	"  run [options] FN [ARGS...]\n"
 	"            run the static executable FN in a fresh VM restored from a\n"
 	"            snapshot; its stdin, stdout, stderr and exit status are ours\n"
-	"  pool start|status|stop [options]\n"
+	"  pool start|status|metrics|stop [options]\n"
 	"            a daemon that keeps VMs restored and ready for run\n"
 	"  help      show this text\n"
 	"  version   show the version\n"
@@ -72,12 +77,24 @@ const char cli__usage[] =
 	"  --no-pool          restore inline even when a pool is listening\n"
 	"\n"
 	"pool commands (docs/pool.md):\n"
-	"  pool start [--snapshot FILE] [--size N] [--socket PATH]\n"
+	"  pool start [--snapshot FILE] [--size N] [--socket PATH] [options]\n"
 	"            keep N VMs (default: 2) restored and paused for sandbox run,\n"
-	"            in the foreground; SIGTERM drains and exits\n"
+	"            in the foreground; SIGTERM drains and exits, SIGHUP reloads\n"
+	"            the snapshot\n"
+	"    --max-vms M        VM processes alive at once, >= N (default: 64)\n"
+	"    --mem-budget MIB   VMs alive x guest memory stay within MIB\n"
+	"                       (default: no budget)\n"
+	"    --queue-timeout SEC  a run waits at most SEC for a VM, then fails\n"
+	"                       with status 115 (default: 30; 0: no limit)\n"
+	"    --daemon           detach once listening\n"
+	"    --pid-file PATH    write the daemon's pid (default with --daemon:\n"
+	"                       <socket>.pid)\n"
+	"    --log FILE         append the daemon's messages to FILE\n"
 	"  pool status [--socket PATH] [--json]\n"
-	"            print the pool's ready, busy, restoring, queued and served\n"
-	"            counts (one JSON object with --json)\n"
+	"            print the pool's snapshot, VM and queue counts, failures and\n"
+	"            latencies (one JSON object with --json)\n"
+	"  pool metrics [--socket PATH]\n"
+	"            print the pool's Prometheus metrics (GET /metrics)\n"
 	"  pool stop [--socket PATH]\n"
 	"            ask the pool to drain and exit\n";
 
@@ -518,14 +535,91 @@ static int parse_restore(int argc, char *const argv[], int i,
 	return 0;
 }
 
+/* "1,3,9,19": each a zstd level, at most CLI_MAX_ANALYZE_LEVELS of them. */
+static int parse_levels(const char *v, struct analyze_cli_opts *o, char *err,
+			size_t errlen)
+{
+	const char *p = v;
+
+	o->nr_levels = 0;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		char num[16];
+		unsigned int l;
+
+		if (o->nr_levels == CLI_MAX_ANALYZE_LEVELS)
+			return fail(err, errlen, "--levels: at most %d levels",
+				    CLI_MAX_ANALYZE_LEVELS);
+		if (n >= sizeof(num))
+			return fail(err, errlen, "--levels %s: not a level", v);
+		memcpy(num, p, n);
+		num[n] = '\0';
+		if (number_flag("--levels", num, 1, CLI_MAX_LEVEL, &l, err,
+				errlen))
+			return -EINVAL;
+		o->levels[o->nr_levels++] = (int)l;
+		if (!comma)
+			return 0;
+		p = comma + 1;
+	}
+}
+
+static int parse_analyze(int argc, char *const argv[],
+			 struct analyze_cli_opts *o, char *err, size_t errlen)
+{
+	const char *levels = CLI_DEFAULT_ANALYZE_LEVELS, *v;
+	bool files_only = false;
+	int i;
+
+	for (i = 3; i < argc; i++) {
+		const char *arg = argv[i];
+
+		if (files_only || arg[0] != '-') {
+			if (!arg[0])
+				return fail(
+					err, errlen,
+					"snapshot analyze: empty file name");
+			if (o->nr_files == CLI_MAX_ANALYZE_FILES)
+				return fail(
+					err, errlen,
+					"snapshot analyze: at most %d files",
+					CLI_MAX_ANALYZE_FILES);
+			o->files[o->nr_files++] = arg;
+		} else if (!strcmp(arg, "--")) {
+			files_only = true;
+		} else if (!strcmp(arg, "--json")) {
+			o->json = true;
+		} else if (!strcmp(arg, "--no-dict")) {
+			o->no_dict = true;
+		} else if (is_flag(arg, "--levels")) {
+			v = take_value(argc, argv, &i, "--levels");
+			if (!v)
+				return fail(err, errlen,
+					    "--levels needs a value");
+			levels = v;
+		} else {
+			return fail(err, errlen,
+				    "snapshot analyze: unknown option '%s'",
+				    arg);
+		}
+	}
+	if (!o->nr_files)
+		return fail(
+			err, errlen,
+			"snapshot analyze needs one or more snapshot files");
+	return parse_levels(levels, o, err, errlen);
+}
+
 static int parse_snapshot(int argc, char *const argv[], struct cli *out,
 			  char *err, size_t errlen)
 {
 	int r;
 
 	if (argc < 3)
-		return fail(err, errlen,
-			    "snapshot needs a sub-command: create or inspect");
+		return fail(
+			err, errlen,
+			"snapshot needs a sub-command: create, inspect or analyze");
 	if (!strcmp(argv[2], "create")) {
 		out->cmd = CLI_SNAPSHOT_CREATE;
 		r = parse_boot(argc, argv, 3, &out->boot, &out->snap, err,
@@ -544,6 +638,10 @@ static int parse_snapshot(int argc, char *const argv[], struct cli *out,
 		out->snap.output = argv[3];
 		return 0;
 	}
+	if (!strcmp(argv[2], "analyze")) {
+		out->cmd = CLI_SNAPSHOT_ANALYZE;
+		return parse_analyze(argc, argv, &out->analyze, err, errlen);
+	}
 	return fail(err, errlen, "unknown snapshot sub-command '%s'", argv[2]);
 }
 
@@ -555,22 +653,32 @@ static int parse_pool(int argc, char *const argv[], struct cli *out, char *err,
 	int i;
 
 	if (argc < 3)
-		return fail(err, errlen,
-			    "pool needs a sub-command: start, status or stop");
-	if (!strcmp(argv[2], "start"))
+		return fail(
+			err, errlen,
+			"pool needs a sub-command: start, status, metrics or stop");
+	if (!strcmp(argv[2], "start")) {
 		out->cmd = CLI_POOL_START;
-	else if (!strcmp(argv[2], "status"))
+	} else if (!strcmp(argv[2], "status")) {
 		out->cmd = CLI_POOL_STATUS;
-	else if (!strcmp(argv[2], "stop"))
+	} else if (!strcmp(argv[2], "metrics")) {
+		/* status's exchange, another answer: main.c need not know. */
+		out->cmd = CLI_POOL_STATUS;
+		o->metrics = true;
+	} else if (!strcmp(argv[2], "stop")) {
 		out->cmd = CLI_POOL_STOP;
-	else
+	} else {
 		return fail(err, errlen, "unknown pool sub-command '%s'",
 			    argv[2]);
+	}
 	o->size = CLI_DEFAULT_POOL_SIZE;
+	o->max_vms = CLI_DEFAULT_POOL_MAX_VMS;
+	o->queue_timeout_s = CLI_DEFAULT_QUEUE_TIMEOUT_S;
 	for (i = 3; i < argc; i++) {
 		const char *arg = argv[i];
+		bool start = out->cmd == CLI_POOL_START;
 
-		if (out->cmd == CLI_POOL_STATUS && !strcmp(arg, "--json")) {
+		if (out->cmd == CLI_POOL_STATUS && !o->metrics &&
+		    !strcmp(arg, "--json")) {
 			o->json = true;
 		} else if (is_flag(arg, "--socket")) {
 			v = take_value(argc, argv, &i, "--socket");
@@ -594,11 +702,56 @@ static int parse_pool(int argc, char *const argv[], struct cli *out, char *err,
 			if (number_flag("--size", v, 1, CLI_MAX_POOL_SIZE,
 					&o->size, err, errlen))
 				return -EINVAL;
+		} else if (start && is_flag(arg, "--max-vms")) {
+			v = take_value(argc, argv, &i, "--max-vms");
+			if (!v)
+				return fail(err, errlen,
+					    "--max-vms needs a value");
+			if (number_flag("--max-vms", v, 1, CLI_MAX_POOL_VMS,
+					&o->max_vms, err, errlen))
+				return -EINVAL;
+		} else if (start && is_flag(arg, "--mem-budget")) {
+			v = take_value(argc, argv, &i, "--mem-budget");
+			if (!v)
+				return fail(err, errlen,
+					    "--mem-budget needs a value");
+			if (number_flag("--mem-budget", v, 1,
+					CLI_MAX_MEM_BUDGET_MIB,
+					&o->mem_budget_mib, err, errlen))
+				return -EINVAL;
+		} else if (start && is_flag(arg, "--queue-timeout")) {
+			v = take_value(argc, argv, &i, "--queue-timeout");
+			if (!v)
+				return fail(err, errlen,
+					    "--queue-timeout needs a value");
+			if (number_flag("--queue-timeout", v, 0,
+					CLI_MAX_TIMEOUT_S, &o->queue_timeout_s,
+					err, errlen))
+				return -EINVAL;
+		} else if (start && !strcmp(arg, "--daemon")) {
+			o->daemon = true;
+		} else if (start && (is_flag(arg, "--pid-file") ||
+				     is_flag(arg, "--log"))) {
+			bool pid = is_flag(arg, "--pid-file");
+			const char *flag = pid ? "--pid-file" : "--log";
+
+			v = take_value(argc, argv, &i, flag);
+			if (!v || !*v)
+				return fail(err, errlen, "%s needs a path",
+					    flag);
+			if (pid)
+				o->pid_file = v;
+			else
+				o->log = v;
 		} else {
 			return fail(err, errlen, "pool %s: unknown option '%s'",
 				    argv[2], arg);
 		}
 	}
+	/* Every ready VM is a VM alive: a pool that cannot hold --size of them is a mistake. */
+	if (o->max_vms < o->size)
+		return fail(err, errlen, "--max-vms %u is below --size %u",
+			    o->max_vms, o->size);
 	return 0;
 }
 

@@ -44,6 +44,8 @@ enum {
 	EXIT_FN_NOT_RUN = 113,
 	/* run: the guest ended the invocation without the function's status. */
 	EXIT_AGENT_FAILED = 114,
+	/* run: the pool had no VM free within its --queue-timeout. */
+	EXIT_POOL_EXHAUSTED = 115,
 };
 
 enum cli_cmd {
@@ -52,6 +54,7 @@ enum cli_cmd {
 	CLI_BOOT,
 	CLI_SNAPSHOT_CREATE,
 	CLI_SNAPSHOT_INSPECT,
+	CLI_SNAPSHOT_ANALYZE,
 	CLI_RESTORE,
 	CLI_RUN,
 	CLI_POOL_START,
@@ -79,6 +82,10 @@ enum cli_mem_mode {
 
 #define CLI_DEFAULT_POOL_SIZE 2
 #define CLI_MAX_POOL_SIZE 64
+#define CLI_DEFAULT_POOL_MAX_VMS 64
+#define CLI_MAX_POOL_VMS 1024
+#define CLI_DEFAULT_QUEUE_TIMEOUT_S 30
+#define CLI_MAX_MEM_BUDGET_MIB (64U * 1024 * 1024)
 
 #define CLI_MAX_DRIVES 8
 #define CLI_PATH_MAX 4096
@@ -116,6 +123,20 @@ struct snapshot_opts {
 	bool agent; /* --agent: ready when the guest agent reports it, over vsock */
 };
 
+#define CLI_MAX_ANALYZE_FILES 64
+#define CLI_MAX_ANALYZE_LEVELS 8
+#define CLI_DEFAULT_ANALYZE_LEVELS "1,3,9,19"
+
+/* sandbox snapshot analyze [--json] [--levels L,L...] [--no-dict] FILE... */
+struct analyze_cli_opts {
+	const char *files[CLI_MAX_ANALYZE_FILES]; /* the first is the base */
+	unsigned int nr_files;
+	int levels[CLI_MAX_ANALYZE_LEVELS]; /* zstd levels, 1..CLI_MAX_LEVEL */
+	unsigned int nr_levels;
+	bool json;
+	bool no_dict; /* skip the dictionary trained on the first file */
+};
+
 /* sandbox restore FILE [--mem-mode MODE] [--timeout SEC] */
 struct restore_opts {
 	const char *snapshot;
@@ -137,12 +158,23 @@ struct run_opts {
 		args; /* argv for the function: args[0] is FN, NULL-terminated */
 };
 
-/* sandbox pool start|status|stop [--socket PATH]; start: [--snapshot FILE] [--size N] */
+/*
+ * sandbox pool start|status|metrics|stop [--socket PATH]; start: [--snapshot
+ * FILE] [--size N] [--max-vms M] [--mem-budget MIB] [--queue-timeout SEC]
+ * [--daemon] [--pid-file PATH] [--log FILE]
+ */
 struct pool_opts {
 	const char *snapshot; /* NULL: the cached base snapshot */
 	unsigned int size; /* VMs kept ready */
+	unsigned int max_vms; /* VM processes alive at once */
+	unsigned int mem_budget_mib; /* 0: no budget */
+	unsigned int queue_timeout_s; /* 0: no limit */
+	bool daemon; /* detach once listening */
+	const char *pid_file; /* NULL: <socket>.pid with --daemon, else none */
+	const char *log; /* NULL: stderr (/dev/null with --daemon) */
 	const char *socket; /* NULL: the default path (pool/pool.h) */
 	bool json; /* pool status --json */
+	bool metrics; /* pool metrics: CLI_POOL_STATUS printing /metrics */
 };
 
 struct cli {
@@ -151,6 +183,7 @@ struct cli {
 	struct snapshot_opts
 		snap; /* snapshot create; .output is inspect's FILE */
 	struct restore_opts restore;
+	struct analyze_cli_opts analyze;
 	struct run_opts run;
 	struct pool_opts pool;
 };
@@ -164,8 +197,14 @@ struct cli {
  * (no path, unknown option, more than CLI_MAX_DRIVES, two root drives);
  * snapshot create without -o, --level outside 1..19 or with --raw;
  * restore or inspect without exactly one FILE, an unknown --mem-mode;
- * run with both --pool and --no-pool; pool without start, status or stop,
- * --size outside 1..CLI_MAX_POOL_SIZE, start's flags given to status or stop.
+ * snapshot analyze without a FILE or with more than CLI_MAX_ANALYZE_FILES,
+ * or --levels not a list of 1..CLI_MAX_ANALYZE_LEVELS levels 1..19 split
+ * by commas;
+ * run with both --pool and --no-pool; pool without start, status, metrics
+ * or stop, --size outside 1..CLI_MAX_POOL_SIZE, --max-vms outside
+ * 1..CLI_MAX_POOL_VMS or below --size, --mem-budget 0 or over
+ * CLI_MAX_MEM_BUDGET_MIB, --queue-timeout over a week, start's flags given
+ * to the other sub-commands.
  */
 int cli__parse(int argc, char *const argv[], struct cli *out, char *err,
 	       size_t errlen) __must_check;

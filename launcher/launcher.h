@@ -146,6 +146,7 @@ int launcher__run_vm(struct run_vm *r) __must_check;
 /* The sub-commands; each returns the exit status. */
 int launcher__snapshot_create(const struct cli *c) __must_check;
 int launcher__snapshot_inspect(const char *path) __must_check;
+int launcher__snapshot_analyze(const struct analyze_cli_opts *o) __must_check;
 int launcher__restore(const struct restore_opts *o) __must_check;
 int launcher__run(const struct run_opts *o) __must_check;
 

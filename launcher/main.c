@@ -81,6 +81,8 @@ int main(int argc, char *argv[])
 		return launcher__snapshot_create(&cli);
 	case CLI_SNAPSHOT_INSPECT:
 		return launcher__snapshot_inspect(cli.snap.output);
+	case CLI_SNAPSHOT_ANALYZE:
+		return launcher__snapshot_analyze(&cli.analyze);
 	case CLI_RESTORE:
 		return launcher__restore(&cli.restore);
 	case CLI_RUN:

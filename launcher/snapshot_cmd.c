@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../images/agent/proto.h"
+#include "../snapshot/analyze.h"
 #include "../snapshot/pager.h"
 #include "../snapshot/snap.h"
 #include "../vmm/log.h"
@@ -388,6 +389,32 @@ int launcher__snapshot_inspect(const char *path)
 		printf("checksums: all sections and chunks verified\n");
 	snap__close(s);
 	return err ? launcher__exit_for_snap(err) : EXIT_OK;
+}
+
+int launcher__snapshot_analyze(const struct analyze_cli_opts *o)
+{
+	struct analyze_opts ao = {
+		.nr_levels = o->nr_levels,
+		.dict = !o->no_dict,
+	};
+	struct analyze *a;
+	unsigned int i;
+	int err;
+
+	_Static_assert(CLI_MAX_ANALYZE_LEVELS <= ANALYZE_MAX_LEVELS,
+		       "every --levels value fits");
+	for (i = 0; i < o->nr_levels; i++)
+		ao.levels[i] = o->levels[i];
+	err = analyze__run(o->files, o->nr_files, &ao, &a);
+	if (err)
+		return launcher__exit_for_snap(err);
+	err = analyze__print(a, stdout, o->json);
+	analyze__free(a);
+	if (err) {
+		pr_err("cannot write the report: %s", strerror(-err));
+		return EXIT_INTERNAL;
+	}
+	return EXIT_OK;
 }
 
 int launcher__restore(const struct restore_opts *o)

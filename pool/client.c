@@ -35,7 +35,7 @@ int pool__default_socket(char *buf, size_t size)
 #define CONNECT_MS 1000
 
 /*
- * A connected SOCK_SEQPACKET socket to the pool at @path, or -errno. The
+ * A connected SOCK_STREAM socket to the pool at @path, or -errno. The
  * connect cannot hang (a wedged pool with a full backlog), and the pool must
  * be our own user's: anyone may create a socket at the /tmp fallback path,
  * and a stranger's "pool" would get our stdio and our function (-EPERM).
@@ -51,7 +51,7 @@ static int connect_pool(const char *path)
 	if (strlen(path) >= sizeof(a.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(a.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	p.fd = fd;
@@ -150,12 +150,10 @@ static int pack_argv(char *const *args, char *buf, size_t size,
  */
 static int wait_result(int fd, const char *path, int *status)
 {
-	char msg[POOL_PAYLOAD_MAX + 1];
 	struct signalfd_siginfo si;
-	struct pool_msg m;
-	unsigned int nfds = 0;
+	struct pool_rx rx = { 0 };
 	sigset_t set, old;
-	int sfd, err;
+	int sfd, err, r;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
@@ -185,15 +183,19 @@ static int wait_result(int fd, const char *path, int *status)
 		}
 		if (!p[0].revents)
 			continue;
-		err = pool__recv(fd, &m, msg, POOL_PAYLOAD_MAX, NULL, &nfds, 0);
-		if (!err && m.type == POOL_DECLINED) {
+		/* The answer may come in parts: poll again until it is whole. */
+		r = pool__rx_read(fd, &rx, 0, 0);
+		if (r == 0)
+			continue;
+		err = r == 1 ? 0 : r < 0 ? r : -EPROTO;
+		if (!err && rx.m.type == POOL_DECLINED) {
 			err = -EAGAIN;
 			break;
 		}
-		if (!err && m.type == POOL_RESULT && m.arg0 <= 255) {
-			if (m.len)
-				pr_err("%s", msg);
-			*status = (int)m.arg0;
+		if (!err && rx.m.type == POOL_RESULT && rx.m.arg0 <= 255) {
+			if (rx.m.len)
+				pr_err("%s", rx.payload);
+			*status = (int)rx.m.arg0;
 			break;
 		}
 		pr_err("the pool at %s ended the run before the function's exit status arrived: %s",
@@ -205,6 +207,7 @@ static int wait_result(int fd, const char *path, int *status)
 	if (sfd >= 0)
 		close(sfd);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pool__rx_reset(&rx);
 	return err;
 }
 
@@ -267,16 +270,23 @@ int pool__client_run(const struct run_opts *o, const void *fn, size_t fn_size,
 	return err;
 }
 
-/* One request without descriptors and its answer. An exit status. */
-static int ask(const struct pool_opts *o, uint16_t type, struct pool_msg *ans)
+/* The pool's socket path for status, metrics and stop into @path. An exit status. */
+static int pool_path(const struct pool_opts *o, char *path, size_t size)
 {
-	char path[PATH_MAX], msg[POOL_PAYLOAD_MAX + 1];
-	unsigned int nfds = 0;
+	if (o->socket)
+		snprintf(path, size, "%s", o->socket);
+	else if (pool__default_socket(path, size))
+		return EXIT_USAGE;
+	return EXIT_OK;
+}
+
+/* One request without descriptors and its answer in @rx. An exit status. */
+static int ask(const struct pool_opts *o, uint16_t type, struct pool_rx *rx)
+{
+	char path[PATH_MAX];
 	int fd, err;
 
-	if (o->socket)
-		snprintf(path, sizeof(path), "%s", o->socket);
-	else if (pool__default_socket(path, sizeof(path)))
+	if (pool_path(o, path, sizeof(path)))
 		return EXIT_USAGE;
 	fd = connect_pool(path);
 	if (fd < 0) {
@@ -285,8 +295,7 @@ static int ask(const struct pool_opts *o, uint16_t type, struct pool_msg *ans)
 	}
 	err = pool__send(fd, type, NULL, NULL, 0, NULL, 0);
 	if (!err)
-		err = pool__recv(fd, ans, msg, POOL_PAYLOAD_MAX, NULL, &nfds,
-				 0);
+		err = pool__rx_wait(fd, rx, 0) < 0 ? -EPROTO : 0;
 	close(fd);
 	if (err) {
 		pr_err("the pool at %s did not answer: %s", path,
@@ -296,36 +305,102 @@ static int ask(const struct pool_opts *o, uint16_t type, struct pool_msg *ans)
 	return EXIT_OK;
 }
 
-int pool__client_status(const struct pool_opts *o)
-{
-	struct pool_msg m;
-	int status = ask(o, POOL_STATUS, &m);
+/* The most /metrics may be: far above what the daemon writes. */
+#define METRICS_MAX (256u << 10)
 
-	if (status)
-		return status;
-	if (m.type != POOL_STATUS) {
-		pr_err("the pool sent an unexpected answer (type %u)", m.type);
+/* `pool metrics`: GET /metrics on the pool's socket, the body on stdout. */
+static int client_metrics(const struct pool_opts *o)
+{
+	static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	char path[PATH_MAX], *buf, *body;
+	size_t have = 0;
+	ssize_t n;
+	int fd, status = EXIT_INTERNAL;
+
+	if (pool_path(o, path, sizeof(path)))
+		return EXIT_USAGE;
+	fd = connect_pool(path);
+	if (fd < 0) {
+		pr_err("no pool is listening on %s: %s", path, strerror(-fd));
 		return EXIT_INTERNAL;
 	}
-	if (o->json)
-		printf("{\"ready\": %u, \"busy\": %u, \"restoring\": %u, \"queued\": %u, \"served\": %u}\n",
-		       m.arg0, m.arg1, m.arg2, m.flags, m.arg3);
-	else
-		printf("ready %u\nbusy %u\nrestoring %u\nqueued %u\nserved %u\n",
-		       m.arg0, m.arg1, m.arg2, m.flags, m.arg3);
-	return EXIT_OK;
+	buf = malloc(METRICS_MAX + 1);
+	if (!buf || send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) !=
+			    (ssize_t)sizeof(req) - 1) {
+		pr_err("cannot ask the pool at %s for its metrics", path);
+		goto out;
+	}
+	/* HTTP/1.0: the daemon closes the connection after the body. */
+	while (have < METRICS_MAX) {
+		n = read(fd, buf + have, METRICS_MAX - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
+	buf[have] = '\0';
+	body = strstr(buf, "\r\n\r\n");
+	if (strncmp(buf, "HTTP/1.", 7) || strlen(buf) < 12 ||
+	    strncmp(buf + 9, "200", 3) || !body) {
+		pr_err("the pool at %s did not serve its metrics", path);
+		goto out;
+	}
+	fputs(body + 4, stdout);
+	status = EXIT_OK;
+out:
+	free(buf);
+	close(fd);
+	return status;
+}
+
+int pool__client_status(const struct pool_opts *o)
+{
+	struct pool_rx rx = { 0 };
+	char *json = NULL;
+	size_t size;
+	int status;
+
+	if (o->metrics)
+		return client_metrics(o);
+	status = ask(o, POOL_STATUS, &rx);
+	if (status)
+		return status;
+	if (rx.m.type != POOL_STATUS) {
+		pr_err("the pool sent an unexpected answer (type %u)",
+		       rx.m.type);
+		status = EXIT_INTERNAL;
+		goto out;
+	}
+	if (!o->json) {
+		fputs(rx.payload, stdout);
+		goto out;
+	}
+	/* A byte becomes at most six ("\u00XX"), a line gains quotes and commas. */
+	size = 8 * (size_t)rx.m.len + 16;
+	json = malloc(size);
+	if (!json || pool__status_json(rx.payload, json, size) < 0) {
+		pr_err("the pool's status cannot be shown as JSON");
+		status = EXIT_INTERNAL;
+		goto out;
+	}
+	printf("%s\n", json);
+out:
+	free(json);
+	pool__rx_reset(&rx);
+	return status;
 }
 
 int pool__client_stop(const struct pool_opts *o)
 {
-	struct pool_msg m;
-	int status = ask(o, POOL_STOP, &m);
+	struct pool_rx rx = { 0 };
+	int status = ask(o, POOL_STOP, &rx);
 
-	if (status)
-		return status;
-	if (m.type != POOL_RESULT) {
-		pr_err("the pool sent an unexpected answer (type %u)", m.type);
-		return EXIT_INTERNAL;
+	if (!status && rx.m.type != POOL_RESULT) {
+		pr_err("the pool sent an unexpected answer (type %u)",
+		       rx.m.type);
+		status = EXIT_INTERNAL;
 	}
-	return EXIT_OK;
+	pool__rx_reset(&rx);
+	return status;
 }

@@ -27,16 +27,21 @@ int pool__default_socket(char *buf, size_t size) __must_check;
 int pool__client_run(const struct run_opts *o, const void *fn, size_t fn_size,
 		     int *status) __must_check;
 
-/* `sandbox pool status` and `sandbox pool stop`. An exit status. */
+/*
+ * `sandbox pool status` (@o->metrics: `pool metrics`, the body of GET
+ * /metrics) and `sandbox pool stop`. An exit status.
+ */
 int pool__client_status(const struct pool_opts *o) __must_check;
 int pool__client_stop(const struct pool_opts *o) __must_check;
 
 /*
- * `sandbox pool start`: runs the daemon in the foreground until SIGTERM,
- * SIGINT or `pool stop` (drain: no new runs, the running ones finish, idle
- * VMs are freed). Returns an exit status. Worker processes are forked from
- * here and return from this call too, with their own status, which the
- * caller reports as the process's exit status like any other.
+ * `sandbox pool start`: runs the daemon until SIGTERM, SIGINT or `pool
+ * stop` (drain: no new runs, the running ones finish, idle VMs are freed);
+ * SIGHUP reloads the snapshot. With @o->daemon the calling process returns
+ * as soon as the detached daemon listens (EXIT_OK) or failed to start (its
+ * status). Returns an exit status. Worker and reload processes are forked
+ * from here and return from this call too, with their own status, which
+ * the caller reports as the process's exit status like any other.
  */
 int pool__daemon(const struct pool_opts *o) __must_check;
 

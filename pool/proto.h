@@ -1,21 +1,27 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The pool's messages: client <-> daemon <-> worker, one SOCK_SEQPACKET datagram each. */
+/* The pool's messages (client <-> daemon <-> worker) and the texts the daemon serves. */
 #ifndef SANDBOX_POOL_PROTO_H
 #define SANDBOX_POOL_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "../vmm/util.h"
 
 /*
- * Every message is one datagram on a Unix SOCK_SEQPACKET socket: a struct
- * pool_msg (little-endian on the wire) followed by @len payload bytes, with
- * up to POOL_MAX_FDS descriptors attached (SCM_RIGHTS). docs/pool.md lists
- * which message carries what.
+ * Every message is a struct pool_msg (little-endian on the wire) followed by
+ * @len payload bytes, with up to POOL_MAX_FDS descriptors attached
+ * (SCM_RIGHTS). Between the daemon and its workers (SOCK_SEQPACKET
+ * socketpairs) a message is one datagram: pool__send() and pool__recv().
+ * Between clients and the daemon (the SOCK_STREAM socket a pool listens on,
+ * so that an HTTP client can read /metrics there too) messages follow each
+ * other on the stream, their descriptors attached to their first byte:
+ * pool__send() and struct pool_rx. docs/pool.md lists which message carries
+ * what.
  */
 #define POOL_MAGIC 0x4c4f4f50u /* "POOL" */
-#define POOL_VERSION 1
+#define POOL_VERSION 2
 #define POOL_PAYLOAD_MAX 32768u
 #define POOL_MAX_FDS 4
 
@@ -29,7 +35,10 @@ enum pool_type {
 	POOL_RUN = 1,
 	/* worker -> daemon -> client: arg0 the exit status; payload: an optional message. */
 	POOL_RESULT = 2,
-	/* client -> daemon: counts, and the daemon's answer: arg0..arg3 ready, busy, restoring, served; flags queued. */
+	/*
+	 * client -> daemon: no arguments; the daemon's answer: a POOL_STATUS
+	 * whose payload is pool__format_status()'s text.
+	 */
 	POOL_STATUS = 3,
 	/* client -> daemon: drain and exit; answered with POOL_RESULT 0. */
 	POOL_STOP = 4,
@@ -60,15 +69,18 @@ _Static_assert(offsetof(struct pool_msg, arg3) == 28, "pool_msg layout");
 
 /*
  * Sends @m (host order; magic and version are filled in) and @len bytes of
- * @payload with @nfds descriptors. 0, -EMSGSIZE for a payload over
- * POOL_PAYLOAD_MAX, or -errno. Never raises SIGPIPE.
+ * @payload with @nfds descriptors, on a SOCK_SEQPACKET socket (one datagram)
+ * or a SOCK_STREAM one (the descriptors go with the first byte; a short
+ * write is continued). 0, -EMSGSIZE for a payload over POOL_PAYLOAD_MAX, or
+ * -errno (-EAGAIN: a non-blocking stream socket was full, possibly after
+ * part of the message: the stream is unusable). Never raises SIGPIPE.
  */
 int pool__send(int fd, uint16_t type, const struct pool_msg *m,
 	       const void *payload, size_t len, const int *fds,
 	       unsigned int nfds) __must_check;
 
 /*
- * Receives one message into *@m (host order) and its payload into @payload
+ * Receives one datagram (SOCK_SEQPACKET only) into *@m (host order) and its payload into @payload
  * (@max bytes; NUL-terminated, so @max + 1 bytes must be there), the
  * descriptors into @fds (*@nfds: in, room for; out, received; O_CLOEXEC).
  * @flags go to recvmsg() (MSG_DONTWAIT). 0; -ECONNRESET at the end of the
@@ -86,5 +98,95 @@ int pool__recv(int fd, struct pool_msg *m, char *payload, size_t max, int *fds,
  */
 int pool__parse_argv(char *payload, size_t len, unsigned int argc,
 		     const char **argv) __must_check;
+
+/*
+ * A message arriving on a stream socket, collected across reads: the daemon
+ * keeps one per connection, so that a client sending slowly never blocks
+ * it. Zero it (or pool__rx_reset()) before the first read.
+ */
+struct pool_rx {
+	unsigned char head[sizeof(struct pool_msg)]; /* the header, as sent */
+	struct pool_msg m; /* host order, once the whole message is in */
+	char *payload; /* m.len + 1 bytes, NUL-terminated; malloc()ed */
+	size_t have; /* bytes of this message received so far */
+	int fds[POOL_MAX_FDS];
+	unsigned int nfds;
+};
+
+/* pool__rx_read(): the stream began with "GET ": an HTTP request. */
+#define POOL_RX_HTTP 2
+
+/*
+ * One recvmsg() on the stream socket @fd (@flags: MSG_DONTWAIT for a
+ * non-blocking read), never past the end of the current message. Returns 1
+ * when the message is complete (rx->m, rx->payload and rx->fds are the
+ * caller's to use until pool__rx_reset()), 0 when more is to come (or
+ * -EAGAIN's case), POOL_RX_HTTP when the first four bytes are "GET " (they
+ * stay in rx->head, rx->have is 4), -ECONNRESET at the end of the stream
+ * (even mid-message), -EPROTO for anything malformed (a wrong magic or
+ * version, a length over POOL_PAYLOAD_MAX, descriptors that do not come
+ * with the first byte or are more than @max_fds), -ENOMEM, or -errno. After
+ * an error every descriptor received is closed.
+ */
+int pool__rx_read(int fd, struct pool_rx *rx, unsigned int max_fds,
+		  int flags) __must_check;
+
+/* Closes the descriptors still held, frees the payload, readies @rx for a new message. */
+void pool__rx_reset(struct pool_rx *rx);
+
+/*
+ * A blocking read of one whole message from the stream socket @fd into
+ * @rx (see pool__rx_read()). 1, or -errno (-EPROTO also for an HTTP
+ * request); @rx is reset on error.
+ */
+int pool__rx_wait(int fd, struct pool_rx *rx,
+		  unsigned int max_fds) __must_check;
+
+/*
+ * The @len bytes of an HTTP request in @buf: 1 with its path in *@path
+ * (@path_len bytes, not NUL-terminated, pointing into @buf) when the whole
+ * request head is there (ended by an empty line) and its request line is
+ * "GET <path> HTTP/1.x"; 0 when more is needed; -EPROTO when it cannot be a
+ * GET request.
+ */
+int pool__http_request(const char *buf, size_t len, const char **path,
+		       size_t *path_len) __must_check;
+
+/* What `pool status` and /metrics report. Latencies in milliseconds. */
+struct pool_stats {
+	const char *snapshot;
+	unsigned int ready, busy, restoring, queued;
+	uint64_t served, failed, queue_timeouts, reloads;
+	uint64_t runs; /* runs whose latency was measured (all of them) */
+	double latency_sum_ms; /* over all of them */
+	bool have_latency; /* false: no run yet, the quantiles are meaningless */
+	double latency_ms[3]; /* p50, p90, p99 of the last runs */
+	double wait_ms[2]; /* p50, p99 */
+};
+
+/*
+ * The nearest-rank @q quantile (0 < @q <= 1) of the @n values in @v, which
+ * it sorts. 0 when @n is 0.
+ */
+double pool__quantile(double *v, size_t n, double q);
+
+/*
+ * `pool status`'s text: one "key value" line per figure (docs/pool.md),
+ * into @buf. Its length, or -E2BIG when @size is too small. Control
+ * characters in the snapshot's path become '?', so a line stays a line.
+ */
+int pool__format_status(const struct pool_stats *s, char *buf,
+			size_t size) __must_check;
+
+/*
+ * The same text as one JSON object into @out: "snapshot" a string, every
+ * other value a number (a value that is not a plain decimal number becomes
+ * a string). Its length, -E2BIG, or -EPROTO for a line without a space.
+ */
+int pool__status_json(const char *text, char *out, size_t size) __must_check;
+
+/* The Prometheus text exposition (format 0.0.4) of @s into @buf. Its length or -E2BIG. */
+int pool__format_metrics(const struct pool_stats *s, char *buf,
+			 size_t size) __must_check;
 
 #endif
