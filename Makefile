@@ -69,7 +69,7 @@ endif
 IMAGES_arm64 := $(O)/images/Image $(O)/images/initramfs.cpio $(O)/images/rootfs.ext4
 IMAGES := $(IMAGES_$(ARCH))
 
-.PHONY: all deps images boot demo check unit fuzz e2e e2e-vsock e2e-pool bench-blk bench-snapshot bench-run format-check format clean FORCE
+.PHONY: all deps images boot demo check unit fuzz e2e e2e-vsock e2e-pool bench-blk bench-snapshot bench-run bench-pool format-check format clean FORCE
 .DEFAULT_GOAL := all
 .SECONDEXPANSION:
 
@@ -254,6 +254,11 @@ bench-snapshot:
 # RUNS=N, WARMUP=N, SIDES="...", QUICK=1 on the make command line reach bench/run through the environment.
 bench-run:
 	bench/run $(BENCH_RUN_ARGS)
+
+# RUNS=N, WARMUP=N, DURATION=SEC, CALLERS="...", BUSY="...", VMS="...", POOL_SIZE=N, QUICK=1 on the
+# make command line reach bench/run --pool through the environment.
+bench-pool:
+	bench/run --pool $(BENCH_POOL_ARGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -12,11 +12,22 @@
 #             bwrap          Debian's bwrap (loader run by path) $BWRAP_ARGS examples/hello bench
 #             sandbox        sandbox run examples/hello bench (default memory mode)
 #             sandbox-MODE   sandbox run --mem-mode MODE examples/hello bench
+#             pool           sandbox run --pool SOCK examples/hello bench, through a pool of
+#                            $POOL_SIZE VMs (default 2) of the base snapshot on $POOL_SOCK
+#                            (default /tmp/bench-pool.sock), started before the
+#                            first round (SANDBOX_TIMING=1 in its environment); before every run
+#                            of any side we wait until it has them all ready again (at most 60 s),
+#                            so each pool run meets a warm pool and no refill runs beside another
+#                            side's run
 # Expects in its own directory: sandbox, images/{Image,initramfs.cpio}, examples/hello, exectime
-# (bench/exectime.c), bwrap/{bin/bwrap,lib/} (bench/fetch-bwrap). Output lines:
+# (bench/exectime.c), bwrap/{bin/bwrap,lib/} (bench/fetch-bwrap), pool-lib.sh (bench/). Output
+# lines:
 #   INFO ...                                                      about the set-up
 #   RESULT kind=first side=sandbox rc=0 EXECTIME-FIELDS           the run that made the snapshot
 #   RESULT kind=warmup|run side=S run=I order=N rc=0 EXECTIME-FIELDS...
+#                          pool side: vm_connected_ms, vm_started_ms, vm_ended_ms (the VM's own
+#                          SANDBOX_TIMING keys, ms since the run reached its worker) and
+#                          pool_wait_ms (waiting for the pool to be full before the run)
 #   RESULT ... rc=N ... error=WORD       (followed by the run's last lines, "  | ...")
 # EXECTIME-FIELDS are bench/exectime's (wall_ms from fork to reaped; every run's stdout must be
 # exactly the hello line) and, for the sandbox, its SANDBOX_TIMING=1 keys (ms since its main()).
@@ -39,6 +50,12 @@ log=/tmp/run.log
 export SANDBOX_CACHE=/tmp/sandbox-cache
 limit=60
 failed=0
+pool_sock=${POOL_SOCK:-/tmp/bench-pool.sock}
+pool_size=${POOL_SIZE:-2}
+pool_log=/tmp/bench-pool.log
+pool_pid=
+# shellcheck source-path=SCRIPTDIR source=pool-lib.sh
+. "$dir/pool-lib.sh"
 
 # bwrap is dynamically linked and the test host has no /lib: its own loader runs it by path,
 # directly, so that no wrapper shell's start-up is timed.
@@ -109,6 +126,13 @@ report() {
 # measure TAG SIDE
 measure() {
 	m_tag=$1 m_side=$2
+	m_extra=
+	# A refill still running would slow down whichever side runs next.
+	if [ -n "$pool_pid" ]; then
+		pool_wait "$pool_sock" "$pool_size" 60 ||
+			echo "INFO pool-not-full $m_tag side=$m_side waited_ms=$pool_waited_ms status=$("$dir/sandbox" pool status --socket "$pool_sock" 2>&1 | tr '\n' ,)"
+		m_extra=" pool_wait_ms=$pool_waited_ms"
+	fi
 	: >"$log"
 	case $m_side in
 	native)
@@ -123,6 +147,17 @@ measure() {
 	sandbox)
 		res=$(SANDBOX_TIMING=1 "$et" -t $limit -l "$log" -o "$expect" -- \
 			"$dir/sandbox" run "$hello" "$arg")
+		;;
+	pool)
+		# The VM's timings (the daemon has SANDBOX_TIMING=1) reach the caller's stderr too,
+		# counted from the run's arrival in its worker: renamed so as not to pass for the
+		# inline run's keys, which count from main().
+		res=$(SANDBOX_TIMING=1 "$et" -t $limit -l "$log" -o "$expect" -- \
+			"$dir/sandbox" run --pool "$pool_sock" "$hello" "$arg")
+		m_rc=$?
+		res=$(echo "$res" | sed 's/ connected_ms=/ vm_connected_ms=/; s/ started_ms=/ vm_started_ms=/; s/ ended_ms=/ vm_ended_ms=/')
+		report "$m_tag side=$m_side" "$m_rc" "$res$m_extra"
+		return
 		;;
 	sandbox-*)
 		res=$(SANDBOX_TIMING=1 "$et" -t $limit -l "$log" -o "$expect" -- \
@@ -154,12 +189,32 @@ rotate() {
 
 # The first sandbox run boots the guest and saves the base snapshot: timed once, kept apart.
 case " $sides " in
-*" sandbox"*)
+*" sandbox"* | *" pool "*)
 	rm -rf "$SANDBOX_CACHE"
 	measure "kind=first" sandbox
 	for f in "$SANDBOX_CACHE"/snapshots/*.snap; do
 		[ -f "$f" ] && echo "INFO base-snapshot path=$f size=$(stat -c %s "$f") allocated=$(stat -c '%b %B' "$f" | awk '{ print $1 * $2 }')"
 	done
+	;;
+esac
+case " $sides " in
+*" pool "*)
+	trap 'pool_stop "$pool_sock"' EXIT
+	trap 'exit 130' INT TERM HUP
+	: >"$pool_log"
+	t0=$(now_cs)
+	export SANDBOX_TIMING=1
+	pool_start "$pool_sock" "$pool_size" "$pool_log"
+	unset SANDBOX_TIMING
+	if pool_wait "$pool_sock" "$pool_size" 120; then
+		echo "INFO pool size=$pool_size socket=$pool_sock ready_ms=$((($(now_cs) - t0) * 10))"
+	else
+		echo "INFO pool size=$pool_size socket=$pool_sock error=not-ready"
+		sed 's/^/  | /' "$pool_log"
+		failed=1
+		# Its runs then fail at once (no pool listening) instead of each waiting for it.
+		pool_stop "$pool_sock"
+	fi
 	;;
 esac
 
@@ -183,5 +238,11 @@ while [ $i -le "$runs" ]; do
 	done
 	i=$((i + 1))
 done
+if [ -n "$pool_pid" ]; then
+	echo "INFO pool-end $("$dir/sandbox" pool status --socket "$pool_sock" 2>&1 |
+		awk 'NF == 2 { printf "%s%s=%s", s, $1, $2; s = " " }')"
+	pool_stop "$pool_sock"
+	grep -v '^sandbox-timing:' "$pool_log" | sed 's/^/INFO pool-log /'
+fi
 echo "INFO end load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ,)"
 exit $failed

@@ -607,6 +607,9 @@ int launcher__run_vm(struct run_vm *r)
 		if (!r->await)
 			fprintf(stderr, "sandbox-timing: connected_ms=%.3f\n",
 				inv.connected_ms);
+		if (inv.res.sent_ns)
+			fprintf(stderr, "sandbox-timing: sent_ms=%.3f\n",
+				base + inv.res.sent_ns / 1e6);
 		if (inv.res.started_ns)
 			fprintf(stderr, "sandbox-timing: started_ms=%.3f\n",
 				base + inv.res.started_ns / 1e6);
