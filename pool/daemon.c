@@ -665,6 +665,12 @@ static int check_snapshot(const struct pool_opts *o, char *path, size_t size,
 		/* Opened first: what snap__open() checks must be this file. */
 		*fd = open(path, O_RDONLY | O_CLOEXEC);
 		err = snap__open(path, vm__arch_snap_id(), &s);
+		/* Once here, so that no worker reads the whole file again (pool__worker()). */
+		if (!err) {
+			err = snap__verify_memory(s);
+			if (err)
+				snap__close(s);
+		}
 		if (!err) {
 			*mib = (uint32_t)((snap__info(s)->mem_size + SZ_1M -
 					   1) >>

@@ -159,6 +159,8 @@ int pool__worker(int fd, const char *snap_path)
 		status = launcher__exit_for_snap(err);
 		goto fail;
 	}
+	/* The daemon verified the memory of this very file (check_snapshot()). */
+	snap__memory_verified(s);
 	info = snap__info(s);
 	ro.mem_mode =
 		info->encoding == SNAP_ENC_RAW ? VM_MEM_FILE : VM_MEM_UFFD;

@@ -124,6 +124,7 @@ struct snap {
 	pthread_mutex_t lock; /* the decompression context pool */
 	ZSTD_DCtx *dctx[DCTX_POOL];
 	unsigned int nr_dctx;
+	bool mem_verified; /* snap__verify_memory() has nothing left to do */
 };
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -1350,11 +1351,21 @@ static int check_raw_holes(struct snap *s)
 	return 0;
 }
 
+void snap__memory_verified(struct snap *s)
+{
+	s->mem_verified = true;
+}
+
 int snap__verify_memory(struct snap *s)
 {
-	XXH3_state_t *all = XXH3_createState(), *one = XXH3_createState();
+	XXH3_state_t *all, *one;
 	uint64_t i;
 	int err = 0;
+
+	if (s->mem_verified)
+		return 0;
+	all = XXH3_createState();
+	one = XXH3_createState();
 
 	if (!all || !one) {
 		err = bad(s, -ENOMEM, "out of memory");
@@ -1388,6 +1399,7 @@ int snap__verify_memory(struct snap *s)
 	}
 	if (s->info.encoding == SNAP_ENC_RAW)
 		err = check_raw_holes(s);
+	s->mem_verified = !err;
 out:
 	XXH3_freeState(one);
 	XXH3_freeState(all);

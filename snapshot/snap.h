@@ -144,6 +144,12 @@ const void *snap__state(const struct snap *s, enum snap_state which,
  */
 int snap__verify_memory(struct snap *s) __must_check;
 
+/*
+ * Whoever handed us this file verified its memory already (a pool's daemon,
+ * once for all its workers): snap__verify_memory() returns 0 from now on.
+ */
+void snap__memory_verified(struct snap *s);
+
 /* Whether chunk @i (< info.mem.chunks) is entirely zero pages. */
 bool snap__chunk_is_zero(const struct snap *s, uint64_t i);
 

@@ -634,6 +634,18 @@ Test(snap, data_in_a_raw_hole_fails_verification)
 	cr_assert_eq(snap__verify_memory(snap), -EBADMSG);
 }
 
+/* A pool's workers trust what their daemon checked for them. */
+Test(snap, memory_vouched_for_is_not_read_again)
+{
+	uint8_t junk = 1;
+
+	write_default(SNAP_ENC_RAW);
+	file_write(path, sec_off(SEC_DATA) + CHUNK_PAGES * ps + 5, &junk, 1);
+	cr_assert_eq(open_snap(0), 0);
+	snap__memory_verified(snap);
+	cr_assert_eq(snap__verify_memory(snap), 0);
+}
+
 Test(snap, truncation_anywhere_is_reported_as_truncation)
 {
 	static const enum snap_encoding encs[] = { SNAP_ENC_ZSTD,
