@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -40,23 +42,64 @@
 /* A VM made ready ahead of its run (a pool's) must have its agent answer within this. */
 #define PREPARE_TIMEOUT_MS 30000
 
-/* The function, read and checked on the host before any VM exists. */
+/* The function, copied and checked on the host before any VM exists. */
 struct function {
-	void *bytes;
+	void *bytes; /* @fd mapped */
 	size_t size;
+	int fd; /* a sealed memfd: what was checked is what runs */
 };
 
 /*
- * Read, not mapped: a file truncated under a mapping would kill us with
- * SIGBUS. At most AGENT_FN_MAX bytes, checked before reading.
+ * The file's bytes go into a memfd (copied by the kernel, sendfile()) that
+ * is then sealed and mapped: a file truncated under a mapping of its own
+ * would kill us with SIGBUS, a sealed memfd cannot change. The pool gets
+ * that memfd as it is. At most AGENT_FN_MAX bytes, checked before copying.
  */
+static int copy_function(int fd, const char *path, struct function *fn)
+{
+	off_t off = 0;
+	ssize_t n;
+
+	fn->fd = memfd_create("sandbox-fn", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fn->fd < 0) {
+		pr_err("function %s: memfd_create: %s", path, strerror(errno));
+		return EXIT_INTERNAL;
+	}
+	while ((size_t)off < fn->size) {
+		n = sendfile(fn->fd, fd, &off, fn->size - (size_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			pr_err("function %s: %s", path,
+			       n < 0 ? strerror(errno)
+				     : "changed while being read");
+			return n < 0 && errno == ENOSPC ? EXIT_INTERNAL
+							: EXIT_FN_MISSING;
+		}
+	}
+	if (fcntl(fn->fd, F_ADD_SEALS,
+		  F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) <
+	    0) {
+		pr_err("function %s: sealing its copy: %s", path,
+		       strerror(errno));
+		return EXIT_INTERNAL;
+	}
+	fn->bytes = mmap(NULL, fn->size, PROT_READ, MAP_SHARED | MAP_POPULATE,
+			 fn->fd, 0);
+	if (fn->bytes == MAP_FAILED) {
+		fn->bytes = NULL;
+		pr_err("function %s: mapping its copy: %s", path,
+		       strerror(errno));
+		return EXIT_INTERNAL;
+	}
+	return EXIT_OK;
+}
+
 static int load_function(const char *path, struct function *fn)
 {
 	const Elf64_Ehdr *eh;
 	struct stat st;
-	size_t have = 0;
-	ssize_t n;
-	int fd;
+	int fd, status;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
@@ -80,23 +123,10 @@ static int load_function(const char *path, struct function *fn)
 		return EXIT_FN_TOO_BIG;
 	}
 	fn->size = (size_t)st.st_size;
-	fn->bytes = malloc(fn->size);
-	while (fn->bytes && have < fn->size) {
-		n = read(fd, (char *)fn->bytes + have, fn->size - have);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		have += (size_t)n;
-	}
+	status = copy_function(fd, path, fn);
 	close(fd);
-	if (!fn->bytes || have != fn->size) {
-		pr_err("function %s: %s", path,
-		       !fn->bytes	 ? "out of memory"
-		       : have < fn->size ? "changed while being read"
-					 : strerror(errno));
-		return fn->bytes ? EXIT_FN_MISSING : EXIT_INTERNAL;
-	}
+	if (status)
+		return status;
 	eh = fn->bytes;
 	if (memcmp(eh->e_ident, ELFMAG, SELFMAG) ||
 	    eh->e_ident[EI_CLASS] != ELFCLASS64 ||
@@ -116,8 +146,12 @@ static int load_function(const char *path, struct function *fn)
 
 static void free_function(struct function *fn)
 {
-	free(fn->bytes);
+	if (fn->bytes)
+		munmap(fn->bytes, fn->size);
 	fn->bytes = NULL;
+	if (fn->fd >= 0)
+		close(fn->fd);
+	fn->fd = -1;
 }
 
 /* What the base snapshot is made from; a change of any of it makes a new one. */
@@ -657,7 +691,7 @@ int launcher__run(const struct run_opts *o)
 	char snap_path[PATH_MAX], dir[PATH_MAX] = "", uds[PATH_MAX + 16];
 	struct vm_restore_opts ro = { .console_in = -1 };
 	const struct snap_info *info;
-	struct function fn = { 0 };
+	struct function fn = { .fd = -1 };
 	unsigned int attempt;
 	bool masked = false;
 	sigset_t mask;
@@ -671,7 +705,7 @@ int launcher__run(const struct run_opts *o)
 	status = load_function(o->fn, &fn);
 	if (status)
 		goto out;
-	if (pool__client_run(o, fn.bytes, fn.size, &status) == 0)
+	if (pool__client_run(o, fn.fd, &status) == 0)
 		goto out;
 	null_fd = launcher__console_sink();
 	if (null_fd < 0) {

@@ -92,37 +92,6 @@ fail:
 	return err;
 }
 
-/* The function's bytes as they were checked, in a sealed memfd: the file may change. */
-static int function_memfd(const void *fn, size_t size)
-{
-	size_t done = 0;
-	ssize_t n;
-	int fd, err;
-
-	fd = memfd_create("sandbox-fn", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0)
-		return -errno;
-	while (done < size) {
-		n = write(fd, (const char *)fn + done, size - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			err = n < 0 ? -errno : -EIO;
-			close(fd);
-			return err;
-		}
-		done += (size_t)n;
-	}
-	if (fcntl(fd, F_ADD_SEALS,
-		  F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) <
-	    0) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 /* argv as NUL-terminated strings, back to back; -E2BIG over the payload limit. */
 static int pack_argv(char *const *args, char *buf, size_t size,
 		     unsigned int *argc, size_t *len)
@@ -211,15 +180,14 @@ static int wait_result(int fd, const char *path, int *status)
 	return err;
 }
 
-int pool__client_run(const struct run_opts *o, const void *fn, size_t fn_size,
-		     int *status)
+int pool__client_run(const struct run_opts *o, int fn_fd, int *status)
 {
 	char path[PATH_MAX], argv[POOL_PAYLOAD_MAX];
 	struct pool_msg m = { .arg0 = o->timeout_s };
 	int fds[POOL_MAX_FDS];
 	unsigned int nfds = 3;
 	size_t len;
-	int fd, mfd, err;
+	int fd, err;
 
 	if (o->no_pool || (!o->pool && (o->snapshot || o->mem_mode_set)))
 		return -ENOENT;
@@ -239,15 +207,7 @@ int pool__client_run(const struct run_opts *o, const void *fn, size_t fn_size,
 		*status = EXIT_INTERNAL;
 		return 0;
 	}
-	mfd = function_memfd(fn, fn_size);
-	if (mfd < 0) {
-		pr_err("cannot hand the function to the pool: %s",
-		       strerror(-mfd));
-		close(fd);
-		*status = EXIT_INTERNAL;
-		return 0;
-	}
-	fds[0] = mfd;
+	fds[0] = fn_fd;
 	fds[1] = STDOUT_FILENO;
 	fds[2] = STDERR_FILENO;
 	if (launcher__console_input() >= 0) {
@@ -255,7 +215,6 @@ int pool__client_run(const struct run_opts *o, const void *fn, size_t fn_size,
 		m.flags |= POOL_F_STDIN;
 	}
 	err = pool__send(fd, POOL_RUN, &m, argv, len, fds, nfds);
-	close(mfd);
 	if (err) {
 		close(fd);
 		if (!o->pool)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,14 +18,20 @@
 #include "proto.h"
 #include "worker.h"
 
-/* The function from the client's sealed memfd, checked against the guest's memory. */
+/*
+ * The function from the client's memfd, checked against the guest's memory.
+ * Sealed against writes and shrinking, as `sandbox run` makes it, it is
+ * mapped (*@mapped), not copied; anything else is read into a buffer.
+ */
 static int read_function(int mfd, const char *name, uint64_t mem_size,
-			 void **out, size_t *size)
+			 void **out, size_t *size, bool *mapped)
 {
+	const int seals = F_SEAL_SHRINK | F_SEAL_WRITE;
 	struct stat st;
 	size_t have = 0;
 	ssize_t n;
 	char *buf;
+	void *m;
 
 	if (fstat(mfd, &st) < 0 || st.st_size < 0 ||
 	    (uint64_t)st.st_size > AGENT_FN_MAX) {
@@ -39,6 +46,15 @@ static int read_function(int mfd, const char *name, uint64_t mem_size,
 		return EXIT_FN_TOO_BIG;
 	}
 	*size = (size_t)st.st_size;
+	if (*size && (fcntl(mfd, F_GET_SEALS) & seals) == seals) {
+		m = mmap(NULL, *size, PROT_READ, MAP_SHARED | MAP_POPULATE, mfd,
+			 0);
+		if (m != MAP_FAILED) {
+			*out = m;
+			*mapped = true;
+			return EXIT_OK;
+		}
+	}
 	buf = malloc(*size ? *size : 1);
 	while (buf && have < *size) {
 		n = pread(mfd, buf + have, *size - have, (off_t)have);
@@ -76,6 +92,8 @@ struct await {
 	int fds[POOL_MAX_FDS];
 	unsigned int nfds;
 	void *fn;
+	size_t fn_size;
+	bool fn_mapped;
 };
 
 /* run_vm's ended: the caller has its output and need not wait for the VM's teardown. */
@@ -96,7 +114,6 @@ static int await_run(void *arg, struct run_vm *r, int cancel_fd)
 	struct pollfd p[2] = { { .fd = a->fd, .events = POLLIN },
 			       { .fd = cancel_fd, .events = POLLIN } };
 	unsigned int want;
-	size_t fn_size = 0;
 	struct pool_msg m;
 	int status;
 
@@ -125,12 +142,12 @@ static int await_run(void *arg, struct run_vm *r, int cancel_fd)
 	if (dup2(a->fds[2], STDERR_FILENO) < 0)
 		return EXIT_INTERNAL;
 	status = read_function(a->fds[0], a->argv[0], a->mem_size, &a->fn,
-			       &fn_size);
+			       &a->fn_size, &a->fn_mapped);
 	if (status)
 		return status;
 	r->argv = a->argv;
 	r->fn = a->fn;
-	r->fn_size = fn_size;
+	r->fn_size = a->fn_size;
 	r->in_fd = want == 4 ? a->fds[3] : -1;
 	r->out_fd = a->fds[1];
 	r->err_fd = a->fds[2];
@@ -216,7 +233,10 @@ out:
 	if (a) {
 		while (a->nfds)
 			close(a->fds[--a->nfds]);
-		free(a->fn);
+		if (a->fn_mapped)
+			munmap(a->fn, a->fn_size);
+		else
+			free(a->fn);
 		free(a);
 	}
 	if (dir[0])
