@@ -553,7 +553,12 @@ static int do_start(struct serve *s)
 		err = send_error(s, -err, "pipe: %s", strerror(-err));
 		goto out;
 	}
-	pid = fork();
+	/*
+	 * vfork: the child borrows our memory until its exec, so no page
+	 * tables are copied and no page of ours is copied on write after.
+	 * child() only calls syscalls and never returns.
+	 */
+	pid = vfork();
 	if (pid < 0) {
 		err = send_error(s, errno, "fork: %s", strerror(errno));
 		goto out;
