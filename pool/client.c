@@ -102,7 +102,8 @@ static int pack_argv(char *const *args, char *buf, size_t size,
 	for (; *args; args++) {
 		size_t n = strlen(*args) + 1;
 
-		if (n > size - off)
+		/* The pool takes at most one string per two payload bytes. */
+		if (n > size - off || *argc == POOL_PAYLOAD_MAX / 2)
 			return -E2BIG;
 		memcpy(buf + off, *args, n);
 		off += n;

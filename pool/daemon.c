@@ -30,13 +30,11 @@
 #define MAX_CLIENTS 256
 /* After a restore failed, no new one for this long. */
 #define BACKOFF_MS 1000
-/* A connection that stops for this long in the middle of its request is closed. */
-#define STALL_MS 2000
 /*
- * One that has sent nothing yet gets longer: sandbox run connects first
- * (no pool, no cost) and copies the function into a memfd after.
+ * A connection that stops for this long before or in the middle of its
+ * request is closed: sandbox run sends its request as soon as it connects.
  */
-#define IDLE_MS 30000
+#define STALL_MS 2000
 /* The most an HTTP request head may be (curl's is about 80 bytes). */
 #define HTTP_MAX 4096
 /* Latencies are kept for this many runs: the percentiles are over them. */
@@ -877,16 +875,13 @@ static int expire(struct pool *p)
 {
 	uint64_t now = now_us(), next = UINT64_MAX;
 	uint64_t stall_us = (uint64_t)STALL_MS * 1000;
-	uint64_t idle_us = (uint64_t)IDLE_MS * 1000;
 
 	for (unsigned int i = 0; i < MAX_CLIENTS; i++) {
 		struct client *c = &p->c[i];
 		uint64_t end;
 
 		if (c->state == C_NEW || c->state == C_HTTP) {
-			end = c->last_ms * 1000 +
-			      (c->state == C_NEW && !c->rx.have ? idle_us
-								: stall_us);
+			end = c->last_ms * 1000 + stall_us;
 			if (now >= end) {
 				pr_debug(
 					"pool: a connection stalled mid-request");

@@ -315,7 +315,9 @@ int pool__http_request(const char *buf, size_t len, const char **path,
 {
 	const char *end, *p, *sp;
 
-	if (len >= 4 && memcmp(buf, "GET ", 4))
+	if (len < 4)
+		return memcmp(buf, "GET ", len) ? -EPROTO : 0;
+	if (memcmp(buf, "GET ", 4))
 		return -EPROTO;
 	end = memmem(buf, len, "\r\n\r\n", 4);
 	if (!end)

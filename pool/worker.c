@@ -27,6 +27,7 @@ static int read_function(int mfd, const char *name, uint64_t mem_size,
 			 void **out, size_t *size, bool *mapped)
 {
 	const int seals = F_SEAL_SHRINK | F_SEAL_WRITE;
+	int have_seals = fcntl(mfd, F_GET_SEALS);
 	struct stat st;
 	size_t have = 0;
 	ssize_t n;
@@ -46,7 +47,8 @@ static int read_function(int mfd, const char *name, uint64_t mem_size,
 		return EXIT_FN_TOO_BIG;
 	}
 	*size = (size_t)st.st_size;
-	if (*size && (fcntl(mfd, F_GET_SEALS) & seals) == seals) {
+	/* -1 (EINVAL): not a memfd, which could shrink under the mapping. */
+	if (*size && have_seals >= 0 && (have_seals & seals) == seals) {
 		m = mmap(NULL, *size, PROT_READ, MAP_SHARED | MAP_POPULATE, mfd,
 			 0);
 		if (m != MAP_FAILED) {
@@ -86,6 +88,7 @@ struct await {
 	uint64_t mem_size;
 	bool got; /* a POOL_RUN came: its status must be reported */
 	bool reported; /* it was, by ran() */
+	int log_fd; /* the daemon's stderr, while ours is the caller's */
 	struct timing t;
 	char payload[POOL_PAYLOAD_MAX + 1];
 	const char *argv[POOL_PAYLOAD_MAX / 2 + 1];
@@ -102,6 +105,14 @@ static void ran(void *arg, int status)
 	struct await *a = arg;
 
 	a->reported = !report(a->fd, status);
+	/*
+	 * The caller's descriptors go now: one reading our output to its end
+	 * ($(sandbox run ...)) must not wait for the VM's teardown.
+	 */
+	if (a->log_fd >= 0)
+		dup2(a->log_fd, STDERR_FILENO);
+	while (a->nfds > 1)
+		close(a->fds[--a->nfds]);
 }
 
 /*
@@ -139,6 +150,7 @@ static int await_run(void *arg, struct run_vm *r, int cancel_fd)
 		return EXIT_INTERNAL;
 	}
 	/* From here our messages are the caller's, as they are for an inline run. */
+	a->log_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
 	if (dup2(a->fds[2], STDERR_FILENO) < 0)
 		return EXIT_INTERNAL;
 	status = read_function(a->fds[0], a->argv[0], a->mem_size, &a->fn,
@@ -151,7 +163,8 @@ static int await_run(void *arg, struct run_vm *r, int cancel_fd)
 	r->in_fd = want == 4 ? a->fds[3] : -1;
 	r->out_fd = a->fds[1];
 	r->err_fd = a->fds[2];
-	r->timeout_s = m.arg0;
+	/* A --timeout sandbox run would refuse: the longest it takes. */
+	r->timeout_s = m.arg0 <= CLI_MAX_TIMEOUT_S ? m.arg0 : CLI_MAX_TIMEOUT_S;
 	return 0;
 }
 
@@ -207,6 +220,7 @@ int pool__worker(int fd, const char *snap_path)
 		goto fail;
 	}
 	a->fd = fd;
+	a->log_fd = -1;
 	a->mem_size = info->mem_size;
 	timing__init(&a->t);
 	r = (struct run_vm){
@@ -237,6 +251,8 @@ out:
 			munmap(a->fn, a->fn_size);
 		else
 			free(a->fn);
+		if (a->log_fd >= 0)
+			close(a->log_fd);
 		free(a);
 	}
 	if (dir[0])

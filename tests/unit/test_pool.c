@@ -482,6 +482,10 @@ Test(pool, stream_tells_an_http_request_apart, .init = stream_pair,
 	cr_assert_eq(
 		pool__http_request("POST / HTTP/1.0\r\n\r\n", 19, &path, &len),
 		-EPROTO);
+	/* Shorter than "GET ": a prefix of it waits, anything else is refused. */
+	cr_assert_eq(pool__http_request("GE", 2, &path, &len), 0);
+	cr_assert_eq(pool__http_request("\n\n", 2, &path, &len), -EPROTO);
+	cr_assert_eq(pool__http_request("G\n\n", 3, &path, &len), -EPROTO);
 	cr_assert_eq(pool__http_request("GET /\r\n\r\n", 9, &path, &len),
 		     -EPROTO);
 	cr_assert_eq(pool__http_request("GET / HTTP/1.0\n\n", 16, &path, &len),
