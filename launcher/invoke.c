@@ -434,18 +434,13 @@ static bool put_in_window(const struct invoke_request *req,
 	return !err;
 }
 
-static int start(struct inv *v, const struct invoke_session *s)
+/* @exec_len: the EXEC frame's, from agent__exec_size() (invoke__run() checked it). */
+static int start(struct inv *v, const struct invoke_session *s, size_t exec_len)
 {
 	const struct invoke_request *req = v->req;
 	uint32_t flags = 0;
-	size_t exec_len;
 	int err;
 
-	err = agent__exec_size(req->argv, req->envp, req->fn_size, &exec_len);
-	if (err) {
-		pr_err("the invocation cannot be sent: %s", strerror(-err));
-		return err;
-	}
 	v->head = malloc(exec_len > AGENT_HDR_SIZE ? exec_len : AGENT_HDR_SIZE);
 	/* Our agent's frames are at most a chunk; longer ones grow the buffer. */
 	v->rx.cap = AGENT_HDR_SIZE + AGENT_CHUNK;
@@ -578,7 +573,7 @@ int invoke__run(int fd, const struct invoke_request *req,
 		s = &own;
 	}
 	if (!err)
-		err = start(&v, s);
+		err = start(&v, s, exec_len);
 	if (!err)
 		err = loop(&v);
 	invoke__session_free(&own);
@@ -723,30 +718,18 @@ void invoke__session_free(struct invoke_session *s)
 
 int invoke__wait_ready(int fd, unsigned int timeout_ms)
 {
-	int64_t deadline = deadline_of(timeout_ms);
-	struct pollfd p = { .fd = fd, .events = POLLIN };
 	uint8_t buf[AGENT_READY_FRAME];
 	struct rx rx = { .buf = buf, .cap = sizeof(buf), .max = sizeof(buf) };
 	const char *why;
 	uint32_t version;
-	int r, ms;
+	int r;
 
-	for (;;) {
-		/* Only READY fits: a longer frame is rejected before its payload is read. */
-		r = rx_fill(fd, &rx);
-		if (r < 0)
-			return r;
-		if (r == 1)
-			break;
-		ms = poll_ms(deadline);
-		if (ms == 0) {
-			pr_err("the agent was not ready within %u ms",
-			       timeout_ms);
-			return -ETIMEDOUT;
-		}
-		if (poll(&p, 1, ms) < 0 && errno != EINTR)
-			return -errno;
-	}
+	/* Only READY fits: a longer frame is rejected before its payload is read. */
+	r = recv_one(fd, &rx, deadline_of(timeout_ms), -1);
+	if (r == -ETIMEDOUT)
+		pr_err("the agent was not ready within %u ms", timeout_ms);
+	if (r)
+		return r;
 	if (rx.f.type != AGENT_READY) {
 		pr_err("agent protocol error: %s frame where READY was expected",
 		       agent__type_name(rx.f.type));

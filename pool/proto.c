@@ -88,6 +88,40 @@ int pool__send(int fd, uint16_t type, const struct pool_msg *m,
 	return 0;
 }
 
+/*
+ * Moves the descriptors that came with @mh into @fds after the *@got there
+ * already, up to @room in all; any past that is closed. 0, or -EPROTO when
+ * one was.
+ */
+static int take_fds(struct msghdr *mh, int *fds, unsigned int *got,
+		    unsigned int room)
+{
+	struct cmsghdr *c;
+	int err = 0;
+
+	if (room > POOL_MAX_FDS)
+		room = POOL_MAX_FDS;
+	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		size_t k;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int f;
+
+			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(f));
+			if (*got < room)
+				fds[(*got)++] = f;
+			else {
+				close(f);
+				err = -EPROTO;
+			}
+		}
+	}
+	return err;
+}
+
 int pool__recv(int fd, struct pool_msg *m, char *payload, size_t max, int *fds,
 	       unsigned int *nfds, int flags)
 {
@@ -102,9 +136,8 @@ int pool__recv(int fd, struct pool_msg *m, char *payload, size_t max, int *fds,
 			     .msg_control = ctl.buf,
 			     .msg_controllen = sizeof(ctl.buf) };
 	unsigned int room = *nfds, got = 0;
-	struct cmsghdr *c;
 	ssize_t n;
-	int err = 0;
+	int err;
 
 	*nfds = 0;
 	do {
@@ -114,24 +147,7 @@ int pool__recv(int fd, struct pool_msg *m, char *payload, size_t max, int *fds,
 		return -errno;
 	if (n == 0)
 		return -ECONNRESET;
-	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		size_t k;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < k; i++) {
-			int f;
-
-			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(f));
-			if (got < room && got < POOL_MAX_FDS)
-				fds[got++] = f;
-			else {
-				close(f);
-				err = -EPROTO;
-			}
-		}
-	}
+	err = take_fds(&mh, fds, &got, room);
 	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
 		err = -EPROTO;
 	if ((size_t)n < sizeof(w) || le32toh(w.magic) != POOL_MAGIC ||
@@ -232,9 +248,8 @@ int pool__rx_read(int fd, struct pool_rx *rx, unsigned int max_fds, int flags)
 			     .msg_control = ctl.buf,
 			     .msg_controllen = sizeof(ctl.buf) };
 	size_t before = rx->have;
-	struct cmsghdr *c;
 	ssize_t n;
-	int err = 0;
+	int err;
 
 	if (rx->payload && rx->have == hs + rx->m.len)
 		return 1;
@@ -253,25 +268,8 @@ int pool__rx_read(int fd, struct pool_rx *rx, unsigned int max_fds, int flags)
 		return 0;
 	if (n < 0)
 		return rx_fail(rx, -errno);
-	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		size_t k;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < k; i++) {
-			int f;
-
-			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(f));
-			if (before == 0 && rx->nfds < max_fds &&
-			    rx->nfds < POOL_MAX_FDS)
-				rx->fds[rx->nfds++] = f;
-			else {
-				close(f);
-				err = -EPROTO;
-			}
-		}
-	}
+	/* Descriptors come with a message's first byte only. */
+	err = take_fds(&mh, rx->fds, &rx->nfds, before == 0 ? max_fds : 0);
 	if (mh.msg_flags & MSG_CTRUNC)
 		err = -EPROTO;
 	if (err)
