@@ -339,9 +339,37 @@ Test(invoke, a_function_that_fits_the_window_is_written_there_not_sent)
 	fake_window(&f, 4096, 4 * MIB);
 	window_call(&f, &c);
 	cr_assert_eq(f.writes, 2);
-	/* The agent ran it from the window, cut to the function's size. */
+	/* The agent ran it from the window in place: nothing freed on the way. */
 	cr_assert_eq(fstat(f.w.fd, &st), 0);
-	cr_assert_eq((size_t)st.st_size, size);
+	cr_assert_eq((uint64_t)st.st_size, f.w.size);
+	cr_assert_gt(f.w.size, size);
+	call_free(&c);
+	close(f.w.fd);
+}
+
+Test(invoke, a_script_in_the_window_is_read_to_its_end_not_the_windows)
+{
+	/* cat as the interpreter prints the whole file it is given. */
+	static const char script[] = "#!/bin/cat\nonly this\n";
+	const char *argv[] = { "fn", NULL };
+	struct fake_window f;
+	struct call c;
+
+	fake_window(&f, 4096, 4 * MIB);
+	c = (struct call){ .fn = script,
+			   .fn_size = sizeof(script) - 1,
+			   .argv = argv,
+			   .in_fd = -1,
+			   .window = &f.w,
+			   .write_guest = write_fake,
+			   .write_arg = &f };
+	call(&c);
+	cr_assert_eq(c.ret, 0);
+	cr_assert_eq(f.writes, 1);
+	cr_assert_eq(c.res.kind, INVOKE_EXITED);
+	cr_assert_eq(c.res.code, 0, "%.*s", (int)c.err_len, c.err);
+	cr_assert_eq(c.out_len, sizeof(script) - 1);
+	cr_assert_str_eq(c.out, script);
 	call_free(&c);
 	close(f.w.fd);
 }
