@@ -42,20 +42,22 @@
 /* A VM made ready ahead of its run (a pool's) must have its agent answer within this. */
 #define PREPARE_TIMEOUT_MS 30000
 
-/* The function, copied and checked on the host before any VM exists. */
+/* The function, checked on the host before any VM exists. */
 struct function {
-	void *bytes; /* @fd mapped */
-	size_t size;
-	int fd; /* a sealed memfd: what was checked is what runs */
+	int file; /* the caller's file, opened once: what the pool gets */
+	size_t size; /* as checked */
+	Elf64_Ehdr ehdr; /* its header, as checked */
+	void *bytes; /* inline: @fd mapped */
+	int fd; /* inline: a sealed memfd copy of @file */
 };
 
 /*
- * The file's bytes go into a memfd (copied by the kernel, sendfile()) that
- * is then sealed and mapped: a file truncated under a mapping of its own
- * would kill us with SIGBUS, a sealed memfd cannot change. The pool gets
- * that memfd as it is. At most AGENT_FN_MAX bytes, checked before copying.
+ * For an inline run the file's bytes go into a memfd (copied by the kernel,
+ * sendfile()) that is then sealed and mapped: a file truncated under a
+ * mapping of its own would kill us with SIGBUS, a sealed memfd cannot
+ * change. A pooled run needs no copy: its VM's process reads the file.
  */
-static int copy_function(int fd, const char *path, struct function *fn)
+static int copy_function(const char *path, struct function *fn)
 {
 	off_t off = 0;
 	ssize_t n;
@@ -66,7 +68,7 @@ static int copy_function(int fd, const char *path, struct function *fn)
 		return EXIT_INTERNAL;
 	}
 	while ((size_t)off < fn->size) {
-		n = sendfile(fn->fd, fd, &off, fn->size - (size_t)off);
+		n = sendfile(fn->fd, fn->file, &off, fn->size - (size_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -92,42 +94,47 @@ static int copy_function(int fd, const char *path, struct function *fn)
 		       strerror(errno));
 		return EXIT_INTERNAL;
 	}
+	/* The copy must still be what was checked. */
+	if (memcmp(fn->bytes, &fn->ehdr, sizeof(fn->ehdr))) {
+		pr_err("function %s: changed while being read", path);
+		return EXIT_FN_MISSING;
+	}
 	return EXIT_OK;
 }
 
+/* Opens @path and checks its size and ELF header: the same errors inline and pooled. */
 static int load_function(const char *path, struct function *fn)
 {
-	const Elf64_Ehdr *eh;
+	Elf64_Ehdr *eh = &fn->ehdr;
 	struct stat st;
-	int fd, status;
+	ssize_t n;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	fn->file = open(path, O_RDONLY | O_CLOEXEC);
+	if (fn->file < 0 || fstat(fn->file, &st) < 0) {
 		pr_err("function %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
 		return EXIT_FN_MISSING;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(*eh)) {
 		pr_err("function %s: not an ELF executable (%s)", path,
 		       S_ISREG(st.st_mode) ? "too short"
 					   : "not a regular file");
-		close(fd);
 		return EXIT_FN_NOT_ELF;
 	}
 	if ((uint64_t)st.st_size > AGENT_FN_MAX) {
 		pr_err("function %s: %lld bytes, more than the %llu a function may have",
 		       path, (long long)st.st_size,
 		       (unsigned long long)AGENT_FN_MAX);
-		close(fd);
 		return EXIT_FN_TOO_BIG;
 	}
 	fn->size = (size_t)st.st_size;
-	status = copy_function(fd, path, fn);
-	close(fd);
-	if (status)
-		return status;
-	eh = fn->bytes;
+	do {
+		n = pread(fn->file, eh, sizeof(*eh), 0);
+	} while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(*eh)) {
+		pr_err("function %s: %s", path,
+		       n < 0 ? strerror(errno) : "changed while being read");
+		return EXIT_FN_MISSING;
+	}
 	if (memcmp(eh->e_ident, ELFMAG, SELFMAG) ||
 	    eh->e_ident[EI_CLASS] != ELFCLASS64 ||
 	    eh->e_ident[EI_DATA] != ELFDATA2LSB ||
@@ -152,6 +159,9 @@ static void free_function(struct function *fn)
 	if (fn->fd >= 0)
 		close(fn->fd);
 	fn->fd = -1;
+	if (fn->file >= 0)
+		close(fn->file);
+	fn->file = -1;
 }
 
 /* What the base snapshot is made from; a change of any of it makes a new one. */
@@ -691,7 +701,7 @@ int launcher__run(const struct run_opts *o)
 	char snap_path[PATH_MAX], dir[PATH_MAX] = "", uds[PATH_MAX + 16];
 	struct vm_restore_opts ro = { .console_in = -1 };
 	const struct snap_info *info;
-	struct function fn = { .fd = -1 };
+	struct function fn = { .file = -1, .fd = -1 };
 	unsigned int attempt;
 	bool masked = false;
 	sigset_t mask;
@@ -705,8 +715,13 @@ int launcher__run(const struct run_opts *o)
 	status = load_function(o->fn, &fn);
 	if (status)
 		goto out;
-	if (pool__client_run(o, fn.fd, &status) == 0)
+	if (pool__client_run(o, fn.file, &status) == 0)
 		goto out;
+	status = copy_function(o->fn, &fn);
+	if (status)
+		goto out;
+	close(fn.file);
+	fn.file = -1;
 	null_fd = launcher__console_sink();
 	if (null_fd < 0) {
 		status = EXIT_INTERNAL;

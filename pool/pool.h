@@ -16,8 +16,8 @@
 int pool__default_socket(char *buf, size_t size) __must_check;
 
 /*
- * The client side of `sandbox run`: hands the function (@fn_fd, the
- * sealed memfd its checked bytes are in), argv, --timeout and our stdin, stdout and stderr to the
+ * The client side of `sandbox run`: hands the function (@fn_fd, its file,
+ * opened and its header checked), argv, --timeout and our stdin, stdout and stderr to the
  * pool, and waits for the exit status. Returns 0 when the pool answered (or
  * --pool named a pool that cannot be reached): *@status is the exit status
  * to report, messages were printed. Returns -errno when the run should

@@ -19,24 +19,21 @@
 #include "worker.h"
 
 /*
- * The function from the client's memfd, checked against the guest's memory.
- * Sealed against writes and shrinking, as `sandbox run` makes it, it is
- * mapped (*@mapped), not copied; anything else is read into a buffer.
+ * The function from the caller's file, read (never mapped: a file its owner
+ * truncates would kill a reader of a mapping with SIGBUS) and checked
+ * against the guest's memory. The caller checked its header.
  */
-static int read_function(int mfd, const char *name, uint64_t mem_size,
-			 void **out, size_t *size, bool *mapped)
+static int read_function(int fd, const char *name, uint64_t mem_size,
+			 void **out, size_t *size)
 {
-	const int seals = F_SEAL_SHRINK | F_SEAL_WRITE;
-	int have_seals = fcntl(mfd, F_GET_SEALS);
 	struct stat st;
 	size_t have = 0;
 	ssize_t n;
 	char *buf;
-	void *m;
 
-	if (fstat(mfd, &st) < 0 || st.st_size < 0 ||
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    (uint64_t)st.st_size > AGENT_FN_MAX) {
-		pr_err("function %s: the pool received no usable copy of it",
+		pr_err("function %s: the pool received no usable file of it",
 		       name);
 		return EXIT_INTERNAL;
 	}
@@ -47,19 +44,9 @@ static int read_function(int mfd, const char *name, uint64_t mem_size,
 		return EXIT_FN_TOO_BIG;
 	}
 	*size = (size_t)st.st_size;
-	/* -1 (EINVAL): not a memfd, which could shrink under the mapping. */
-	if (*size && have_seals >= 0 && (have_seals & seals) == seals) {
-		m = mmap(NULL, *size, PROT_READ, MAP_SHARED | MAP_POPULATE, mfd,
-			 0);
-		if (m != MAP_FAILED) {
-			*out = m;
-			*mapped = true;
-			return EXIT_OK;
-		}
-	}
 	buf = malloc(*size ? *size : 1);
 	while (buf && have < *size) {
-		n = pread(mfd, buf + have, *size - have, (off_t)have);
+		n = pread(fd, buf + have, *size - have, (off_t)have);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -67,9 +54,10 @@ static int read_function(int mfd, const char *name, uint64_t mem_size,
 		have += (size_t)n;
 	}
 	if (!buf || have != *size) {
-		pr_err("function %s: cannot read the pool's copy of it", name);
+		pr_err("function %s: %s", name,
+		       buf ? "changed while being read" : strerror(ENOMEM));
 		free(buf);
-		return EXIT_INTERNAL;
+		return buf ? EXIT_FN_MISSING : EXIT_INTERNAL;
 	}
 	*out = buf;
 	return EXIT_OK;
@@ -96,7 +84,6 @@ struct await {
 	unsigned int nfds;
 	void *fn;
 	size_t fn_size;
-	bool fn_mapped;
 };
 
 /* run_vm's ended: the caller has its output and need not wait for the VM's teardown. */
@@ -154,7 +141,7 @@ static int await_run(void *arg, struct run_vm *r, int cancel_fd)
 	if (dup2(a->fds[2], STDERR_FILENO) < 0)
 		return EXIT_INTERNAL;
 	status = read_function(a->fds[0], a->argv[0], a->mem_size, &a->fn,
-			       &a->fn_size, &a->fn_mapped);
+			       &a->fn_size);
 	if (status)
 		return status;
 	r->argv = a->argv;
@@ -247,10 +234,7 @@ out:
 	if (a) {
 		while (a->nfds)
 			close(a->fds[--a->nfds]);
-		if (a->fn_mapped)
-			munmap(a->fn, a->fn_size);
-		else
-			free(a->fn);
+		free(a->fn);
 		if (a->log_fd >= 0)
 			close(a->log_fd);
 		free(a);
