@@ -569,7 +569,7 @@ int invoke__run(int fd, const struct invoke_request *req,
 	}
 	if (!s) {
 		err = invoke__prepare(fd, req->timeout_ms, req->cancel_fd,
-				      &own);
+				      false, &own);
 		s = &own;
 	}
 	if (!err)
@@ -636,10 +636,10 @@ static int recv_one(int fd, struct rx *rx, int64_t deadline, int cancel_fd)
 	}
 }
 
-static int send_init(int fd, int64_t deadline, int cancel_fd)
+static int send_init(int fd, int64_t deadline, int cancel_fd, bool warm)
 {
 	uint8_t buf[AGENT_INIT_FRAME];
-	struct agent_init init;
+	struct agent_init init = { .flags = warm ? AGENT_INIT_WARM : 0 };
 	struct timespec ts;
 	size_t len;
 	int err;
@@ -662,7 +662,7 @@ static int send_init(int fd, int64_t deadline, int cancel_fd)
 	return err;
 }
 
-int invoke__prepare(int fd, unsigned int timeout_ms, int cancel_fd,
+int invoke__prepare(int fd, unsigned int timeout_ms, int cancel_fd, bool warm,
 		    struct invoke_session *s)
 {
 	int64_t deadline = deadline_of(timeout_ms);
@@ -677,7 +677,7 @@ int invoke__prepare(int fd, unsigned int timeout_ms, int cancel_fd,
 	rx.buf = malloc(rx.cap);
 	if (!rx.buf)
 		return -ENOMEM;
-	err = send_init(fd, deadline, cancel_fd);
+	err = send_init(fd, deadline, cancel_fd, warm);
 	if (!err)
 		err = recv_one(fd, &rx, deadline, cancel_fd);
 	if (err == -ETIMEDOUT)

@@ -83,12 +83,13 @@ struct invoke_result {
  * (after any vsock CONNECT/OK handshake, which the caller does): sends INIT
  * (fresh entropy from getrandom() and the current CLOCK_REALTIME) and
  * receives the agent's WINDOW into *@s. A pool does this ahead of time, so
- * that a run only sends EXEC. 0; -ETIMEDOUT after @timeout_ms (0: no limit);
+ * that a run only sends EXEC, and sets @warm: the agent then warms up
+ * (AGENT_INIT_WARM) while the VM waits for its run. 0; -ETIMEDOUT after @timeout_ms (0: no limit);
  * -ECANCELED when @cancel_fd (-1: none) became readable; -EPROTO for a frame
  * other than a valid WINDOW (logged); -ECONNRESET; -ENOMEM; or -errno.
  * invoke__session_free() releases *@s, whatever the result.
  */
-int invoke__prepare(int fd, unsigned int timeout_ms, int cancel_fd,
+int invoke__prepare(int fd, unsigned int timeout_ms, int cancel_fd, bool warm,
 		    struct invoke_session *s) __must_check;
 void invoke__session_free(struct invoke_session *s);
 

@@ -452,9 +452,10 @@ static void *invoke_thread(void *arg)
 	launcher__rmdir(r->dir);
 	if (!inv->err) {
 		inv->connected_ms = timing__ms(r->timing);
-		inv->err = invoke__prepare(inv->fd,
-					   r->await ? PREPARE_TIMEOUT_MS : 0,
-					   inv->stop_fd, &inv->session);
+		/* A VM that waits for its run (a pool's) warms up meanwhile. */
+		inv->err = invoke__prepare(
+			inv->fd, r->await ? PREPARE_TIMEOUT_MS : 0,
+			inv->stop_fd, r->await != NULL, &inv->session);
 	}
 	if (!inv->err && r->await) {
 		st = r->await(r->await_arg, r, inv->stop_fd);

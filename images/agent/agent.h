@@ -16,6 +16,14 @@
  */
 typedef int agent_entropy_fn(void *arg, const void *buf, size_t len);
 typedef int agent_clock_fn(void *arg, uint64_t realtime_ns);
+/* INIT with AGENT_INIT_WARM: 0 or -errno, which is logged and no more. */
+typedef int agent_warm_fn(void *arg);
+
+/*
+ * The guest's warm-up is the agent's own binary (/proc/self/exe) run again
+ * under this name: agent__warm_main(), which init's main() must call first.
+ */
+#define AGENT_WARM_ARGV0 "sandbox-warm"
 
 /*
  * The function window: a memfd of @size bytes whose pages the host writes the
@@ -32,6 +40,7 @@ struct agent_fn_window {
 struct agent_hooks {
 	agent_entropy_fn *add_entropy;
 	agent_clock_fn *set_clock;
+	agent_warm_fn *warm; /* NULL: INIT's WARM is ignored */
 	void *arg;
 	/* NULL: no window; WINDOW says size 0 and the function comes as FN_DATA. */
 	const struct agent_fn_window *window;
@@ -40,9 +49,18 @@ struct agent_hooks {
 /*
  * The guest's hooks: RNDADDENTROPY (crediting every bit) then RNDRESEEDCRNG
  * on /dev/urandom, so the kernel's CRNG is rekeyed at once rather than at its
- * next scheduled reseed; and clock_settime(CLOCK_REALTIME).
+ * next scheduled reseed; clock_settime(CLOCK_REALTIME); and for the warm-up,
+ * vfork() and exec of AGENT_WARM_ARGV0, whose output it reads to its end
+ * before it waits for it.
  */
 void agent__system_hooks(struct agent_hooks *h);
+
+/*
+ * When @argv names the warm-up (argc 1, argv[0] AGENT_WARM_ARGV0): what a
+ * small function does (C library start, a line to stdout, exit), returning
+ * the exit status, 0. Otherwise -1, at once: not the warm-up.
+ */
+int agent__warm_main(int argc, char **argv);
 
 /*
  * Runs one invocation over @fd, a connected stream socket to the host:

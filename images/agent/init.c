@@ -400,6 +400,9 @@ int main(int argc, char **argv)
 	char **cmd;
 	int cpus;
 
+	/* INIT's warm-up runs this binary again: it must not act as init. */
+	if (agent__warm_main(argc, argv) >= 0)
+		return 0;
 	mount_all();
 	ensure_console();
 

@@ -151,10 +151,15 @@ int agent__decode_init(const void *p, size_t len, struct agent_init *out,
 	struct agent_init_wire w;
 
 	if (len != sizeof(w))
-		return bad(why, "INIT payload is not 72 bytes");
+		return bad(why, "INIT payload is not 80 bytes");
 	memcpy(&w, p, sizeof(w));
+	if (le32toh(w.flags) & ~AGENT_INIT_FLAGS)
+		return bad(why, "INIT has unknown flags");
+	if (w.reserved)
+		return bad(why, "INIT's reserved field is not 0");
 	out->realtime_ns = le64toh(w.realtime_ns);
 	memcpy(out->entropy, w.entropy, sizeof(out->entropy));
+	out->flags = le32toh(w.flags);
 	return 0;
 }
 
@@ -344,8 +349,12 @@ int agent__encode_init(void *buf, size_t size, const struct agent_init *in,
 
 	if (size < AGENT_INIT_FRAME)
 		return -ENOSPC;
+	if (in->flags & ~AGENT_INIT_FLAGS)
+		return -EINVAL;
 	w.realtime_ns = htole64(in->realtime_ns);
 	memcpy(w.entropy, in->entropy, sizeof(w.entropy));
+	w.flags = htole32(in->flags);
+	w.reserved = 0;
 	agent__encode_hdr(buf, AGENT_INIT, sizeof(w));
 	memcpy((char *)buf + AGENT_HDR_SIZE, &w, sizeof(w));
 	*len = AGENT_INIT_FRAME;

@@ -26,7 +26,7 @@
 #define AGENT_PORT 52 /* the agent listens here for the invocation */
 #define AGENT_READY_PORT 53 /* the host listens here for READY */
 
-#define AGENT_VERSION 2
+#define AGENT_VERSION 3
 #define AGENT_HDR_SIZE 8
 /* The largest payload of any frame. */
 #define AGENT_FRAME_MAX (1U << 20)
@@ -83,8 +83,20 @@ _Static_assert(sizeof(struct agent_hdr_wire) == AGENT_HDR_SIZE, "hdr size");
 struct agent_init_wire {
 	uint64_t realtime_ns; /* le64 host CLOCK_REALTIME, ns since the epoch */
 	uint8_t entropy[AGENT_ENTROPY_SIZE]; /* from the host's getrandom() */
+	uint32_t flags; /* le32 AGENT_INIT_WARM, other bits 0 */
+	uint32_t reserved; /* 0 */
 };
-_Static_assert(sizeof(struct agent_init_wire) == 72, "init size");
+_Static_assert(sizeof(struct agent_init_wire) == 80, "init size");
+
+/*
+ * INIT's flags. WARM: the host will not send EXEC at once (a pool's VM waits
+ * for its run), so the agent spends the wait running a throwaway process
+ * through the same steps as a function (exec, C library start, a write to a
+ * pipe, exit): the guest pages and the host's mappings of them that every
+ * function needs are then in place before the run comes.
+ */
+#define AGENT_INIT_WARM (1u << 0)
+#define AGENT_INIT_FLAGS AGENT_INIT_WARM
 
 struct agent_exec_wire {
 	uint64_t fn_size; /* le64 the function's bytes, <= AGENT_FN_MAX */
@@ -141,6 +153,7 @@ struct agent_frame {
 struct agent_init {
 	uint64_t realtime_ns;
 	uint8_t entropy[AGENT_ENTROPY_SIZE];
+	uint32_t flags; /* AGENT_INIT_* */
 };
 
 /* A decoded EXEC: the strings stay in (and point into) the payload buffer. */

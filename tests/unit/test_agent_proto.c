@@ -56,7 +56,7 @@ static uint32_t good_len(uint16_t type)
 {
 	switch (type) {
 	case AGENT_INIT:
-		return 72;
+		return 80;
 	case AGENT_EXEC:
 		return 25;
 	case AGENT_WINDOW:
@@ -107,9 +107,12 @@ Test(agent_proto, header_rejects_other_versions)
 
 	cr_assert_eq(decode_hdr(0, AGENT_STDOUT, 1, true, &f), -EPROTO);
 	cr_assert_eq(decode_hdr(1, AGENT_STDOUT, 1, true, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(3, AGENT_STDOUT, 1, true, &f), -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION - 1, AGENT_STDOUT, 1, true, &f),
+		     -EPROTO);
+	cr_assert_eq(decode_hdr(AGENT_VERSION + 1, AGENT_STDOUT, 1, true, &f),
+		     -EPROTO);
 	cr_assert_eq(decode_hdr(0x0100, AGENT_STDOUT, 1, true, &f), -EPROTO);
-	cr_assert_eq(decode_hdr(0xffff, AGENT_INIT, 72, false, &f), -EPROTO);
+	cr_assert_eq(decode_hdr(0xffff, AGENT_INIT, 80, false, &f), -EPROTO);
 }
 
 Test(agent_proto, header_accepts_only_known_types_going_their_way)
@@ -232,16 +235,34 @@ Test(agent_proto, init_round_trips)
 	in.realtime_ns = 0x0123456789abcdefULL;
 	for (i = 0; i < sizeof(in.entropy); i++)
 		in.entropy[i] = (uint8_t)(i * 7 + 1);
+	in.flags = AGENT_INIT_WARM;
 	cr_assert_eq(agent__encode_init(b, sizeof(b), &in, &len), 0);
-	cr_assert_eq(len, 80);
+	cr_assert_eq(len, 88);
 	cr_assert_eq(b[8], 0xef, "realtime is little-endian");
+	cr_assert_eq(b[80], AGENT_INIT_WARM, "flags after the entropy");
 	cr_assert_eq(agent__decode_hdr(b, false, &f, NULL), 0);
 	d = dup_bytes(b + 8, f.len);
 	cr_assert_eq(agent__decode_init(d, f.len, &out, NULL), 0);
 	cr_assert_eq(out.realtime_ns, in.realtime_ns);
 	cr_assert_arr_eq(out.entropy, in.entropy, sizeof(in.entropy));
-	cr_assert_eq(agent__decode_init(d, 71, &out, NULL), -EPROTO);
+	cr_assert_eq(out.flags, AGENT_INIT_WARM);
+	cr_assert_eq(agent__decode_init(d, 79, &out, NULL), -EPROTO);
+	cr_assert_eq(agent__decode_init(d, 72, &out, NULL), -EPROTO,
+		     "protocol 2's INIT");
 	free(d);
+	/* Unknown flags and a reserved field that is not 0 are refused. */
+	b[8 + 72] = 0x02;
+	d = dup_bytes(b + 8, f.len);
+	cr_assert_eq(agent__decode_init(d, f.len, &out, NULL), -EPROTO);
+	free(d);
+	b[8 + 72] = AGENT_INIT_WARM;
+	b[8 + 79] = 0x80;
+	d = dup_bytes(b + 8, f.len);
+	cr_assert_eq(agent__decode_init(d, f.len, &out, NULL), -EPROTO);
+	free(d);
+	in.flags = 0x80000000u;
+	cr_assert_eq(agent__encode_init(b, sizeof(b), &in, &len), -EINVAL);
+	in.flags = 0;
 	cr_assert_eq(agent__encode_init(b, sizeof(b) - 1, &in, &len), -ENOSPC);
 }
 

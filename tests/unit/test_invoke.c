@@ -29,6 +29,7 @@
  * machine's entropy pool and set its clock. They report what they got through hook_pipe.
  */
 static int hook_pipe[2] = { -1, -1 };
+static int warm_pipe[2] = { -1, -1 };
 static int entropy_err;
 static int clock_err;
 
@@ -59,22 +60,38 @@ static int fake_clock(void *arg, uint64_t realtime_ns)
 	return clock_err;
 }
 
+/* The warm-up: a byte on hook_pipe per call, in the agent's process. */
+static int warm_err;
+
+static int fake_warm(void *arg)
+{
+	(void)arg;
+	if (write(warm_pipe[1], "W", 1) != 1)
+		return -EIO;
+	return warm_err;
+}
+
 static const struct agent_hooks fake_hooks = {
 	.add_entropy = fake_entropy,
 	.set_clock = fake_clock,
+	.warm = fake_warm,
 };
 
 static void setup(void)
 {
 	entropy_err = 0;
 	clock_err = 0;
+	warm_err = 0;
 	cr_assert_eq(pipe2(hook_pipe, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(warm_pipe, O_CLOEXEC | O_NONBLOCK), 0);
 }
 
 static void teardown(void)
 {
 	close(hook_pipe[0]);
 	close(hook_pipe[1]);
+	close(warm_pipe[0]);
+	close(warm_pipe[1]);
 }
 
 TestSuite(invoke, .init = setup, .fini = teardown, .timeout = 60);
@@ -181,6 +198,7 @@ struct call {
 	const struct agent_fn_window *window;
 	invoke_write_fn *write_guest;
 	void *write_arg;
+	bool prepared; /* invoke__prepare() with warm first, as a pool does */
 	/* results */
 	int ret;
 	int agent_status;
@@ -194,6 +212,7 @@ struct call {
 /* One invocation against a fresh agent; output collected in memory files. */
 static void call(struct call *c)
 {
+	struct invoke_session session;
 	struct invoke_request req = { 0 };
 	struct agent_hooks hooks;
 	struct agent_proc a;
@@ -219,7 +238,14 @@ static void call(struct call *c)
 	hooks = fake_hooks;
 	hooks.window = c->window;
 	a = spawn_agent_with(&hooks);
+	if (c->prepared) {
+		cr_assert_eq(invoke__prepare(a.fd, 20000, -1, true, &session),
+			     0);
+		req.session = &session;
+	}
 	c->ret = invoke__run(a.fd, &req, &c->res);
+	if (c->prepared)
+		invoke__session_free(&session);
 	c->agent_status = agent_done(&a);
 	c->out = contents(out, &c->out_len);
 	c->err = contents(err, &c->err_len);
@@ -721,6 +747,70 @@ Test(invoke, a_failed_clock_hook_stops_the_function)
 	cr_assert_not_null(strstr(c.res.message, "clock"));
 	cr_assert_str_eq(c.out, "");
 	call_free(&c);
+}
+
+/* Bytes the fake warm-up hook wrote: one per call. */
+static int warm_ups(void)
+{
+	char b[8];
+	ssize_t n = read(warm_pipe[0], b, sizeof(b));
+
+	return n < 0 ? 0 : (int)n;
+}
+
+Test(invoke, a_prepared_vm_warms_up_and_an_inline_run_does_not)
+{
+	const char *argv[] = { "echo", "warm", NULL };
+	struct call c = { .binary = "/bin/echo", .argv = argv, .in_fd = -1 };
+
+	call(&c);
+	cr_assert_eq(c.ret, 0);
+	cr_assert_str_eq(c.out, "warm\n");
+	cr_assert_eq(warm_ups(), 0, "an inline run has no time to warm up");
+	call_free(&c);
+	c.prepared = true;
+	call(&c);
+	cr_assert_eq(c.ret, 0);
+	cr_assert_eq(c.res.kind, INVOKE_EXITED);
+	cr_assert_str_eq(c.out, "warm\n");
+	cr_assert_eq(warm_ups(), 1);
+	call_free(&c);
+}
+
+Test(invoke, a_failed_warm_up_does_not_stop_the_function)
+{
+	const char *argv[] = { "echo", "ran", NULL };
+	struct call c = { .binary = "/bin/echo",
+			  .argv = argv,
+			  .in_fd = -1,
+			  .prepared = true };
+
+	warm_err = -ENOEXEC;
+	call(&c);
+	cr_assert_eq(c.ret, 0);
+	cr_assert_eq(c.res.kind, INVOKE_EXITED);
+	cr_assert_eq(c.res.code, 0);
+	cr_assert_str_eq(c.out, "ran\n");
+	cr_assert_eq(warm_ups(), 1);
+	call_free(&c);
+}
+
+Test(invoke, the_warm_up_binary_acts_only_under_its_name)
+{
+	char name[] = AGENT_WARM_ARGV0, other[] = "/init", arg[] = "x";
+	char *warm[] = { name, NULL }, *init[] = { other, NULL };
+	char *two[] = { name, arg, NULL };
+	int out = dup(STDOUT_FILENO), null = open("/dev/null", O_WRONLY);
+
+	cr_assert_eq(agent__warm_main(1, init), -1);
+	cr_assert_eq(agent__warm_main(2, two), -1);
+	cr_assert_geq(null, 0);
+	cr_assert_eq(dup2(null, STDOUT_FILENO), STDOUT_FILENO);
+	cr_assert_eq(agent__warm_main(1, warm), 0);
+	fflush(stdout);
+	cr_assert_eq(dup2(out, STDOUT_FILENO), STDOUT_FILENO);
+	close(out);
+	close(null);
 }
 
 /* ---- the host's limits ---- */
