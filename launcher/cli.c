@@ -66,6 +66,8 @@ const char cli__usage[] =
 	"                     file: a --raw snapshot's memory mapped privately\n"
 	"  --timeout SEC      stop the guest after SEC seconds (default: none)\n"
 	"  --vsock-uds PATH   the host socket for a snapshot with a vsock device\n"
+	"  --ksm              offer guest memory to the kernel's same-page merging\n"
+	"                     (madvise MADV_MERGEABLE; ksmd must be running)\n"
 	"\n"
 	"run options:\n"
 	"  --snapshot FILE    the snapshot to restore (default: the base snapshot,\n"
@@ -520,6 +522,8 @@ static int parse_restore(int argc, char *const argv[], int i,
 				return fail(err, errlen,
 					    "--vsock-uds needs a path");
 			o->vsock_uds = v;
+		} else if (!strcmp(arg, "--ksm")) {
+			o->ksm = true;
 		} else if (arg[0] == '-' && arg[1]) {
 			return fail(err, errlen, "restore: unknown option '%s'",
 				    arg);

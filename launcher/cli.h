@@ -137,12 +137,13 @@ struct analyze_cli_opts {
 	bool no_dict; /* skip the dictionary trained on the first file */
 };
 
-/* sandbox restore FILE [--mem-mode MODE] [--timeout SEC] */
+/* sandbox restore FILE [--mem-mode MODE] [--timeout SEC] [--vsock-uds PATH] [--ksm] */
 struct restore_opts {
 	const char *snapshot;
 	enum cli_mem_mode mem_mode;
 	unsigned int timeout_s; /* 0: none */
 	const char *vsock_uds; /* --vsock-uds PATH */
+	bool ksm; /* --ksm: guest memory offered to KSM (MADV_MERGEABLE) */
 };
 
 /* sandbox run [--snapshot FILE] [--timeout SEC] [--mem-mode MODE] FN [ARGS...] */

@@ -429,6 +429,7 @@ int launcher__restore(const struct restore_opts *o)
 		.console_in = launcher__console_input(),
 		.console_out = STDOUT_FILENO,
 		.vsock_uds = o->vsock_uds,
+		.ksm = o->ksm,
 	};
 	enum vm_exit why = VM_EXIT_NONE;
 	struct pager_stats ps;

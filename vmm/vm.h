@@ -142,15 +142,18 @@ struct vm_restore_opts {
 	int console_out;
 	const char
 		*vsock_uds; /* host socket of the vsock device, if it has one */
+	bool ksm; /* guest memory madvise(MADV_MERGEABLE) before the vCPUs run */
 };
 
 /*
  * Creates a VM from snapshot @s (opened by snap__open(); it must stay open
  * until vm__free()): KVM VM, guest memory provided by @o->mem_mode, vCPUs,
  * irqchip and devices rebuilt as recorded and set to their saved state.
- * Ready for vm__run(). Returns 0 and the VM in *@out, or -errno after
- * logging: -EBADMSG for state that does not fit (a corrupt or foreign
- * snapshot), -EINVAL for a mode the snapshot cannot serve, the errors of
+ * With @o->ksm, the whole guest RAM mapping is marked MADV_MERGEABLE once
+ * the pager has provided it, whatever the mode. Ready for vm__run(). Returns
+ * 0 and the VM in *@out, or -errno after logging: -EBADMSG for state that
+ * does not fit (a corrupt or foreign snapshot), -EINVAL for a mode the
+ * snapshot cannot serve or @o->ksm on a kernel without KSM, the errors of
  * vm__new() otherwise.
  */
 int vm__restore(struct snap *s, const struct vm_restore_opts *o,

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../snapshot/snap.h"
 #include "log.h"
@@ -223,6 +224,28 @@ static int restore_devices(struct vm *vm, const struct snap *s)
 	return 0;
 }
 
+/*
+ * Offers guest RAM to KSM. Done after the pager, because in file mode it maps
+ * the image over the range (a new mapping, without the flag); the range is
+ * the same in every mode. ksmd merges only anonymous pages: in file mode, the
+ * pages a guest has written, not the clean ones the page cache shares.
+ */
+static int mark_mergeable(struct vm *vm)
+{
+	int err;
+
+	if (!madvise(vm->mem.ram.hva, vm->mem.ram.size, MADV_MERGEABLE))
+		return 0;
+	err = -errno;
+	if (err == -EINVAL)
+		pr_err("KSM: cannot mark guest memory mergeable: this kernel has no KSM (CONFIG_KSM)");
+	else
+		pr_err("KSM: madvise(MADV_MERGEABLE) on %llu MiB of guest memory: %s",
+		       (unsigned long long)(vm->mem.ram.size >> 20),
+		       strerror(-err));
+	return err;
+}
+
 int vm__restore(struct snap *s, const struct vm_restore_opts *o,
 		struct vm **out)
 {
@@ -253,6 +276,13 @@ int vm__restore(struct snap *s, const struct vm_restore_opts *o,
 	err = vm__build_restored(&rc->cfg, s, o->mem_mode, &vm);
 	if (err)
 		goto out;
+	if (o->ksm) {
+		err = mark_mergeable(vm);
+		if (err) {
+			vm__free(vm);
+			goto out;
+		}
+	}
 	data = snap__state(s, SNAP_STATE_VCPUS, &len);
 	state__reader(&vcpus, data, len);
 	data = snap__state(s, SNAP_STATE_IRQCHIP, &len);

@@ -566,13 +566,95 @@ t_run_no_leaks() {
 	ok run_no_leaks
 }
 
+# --- KSM (restore --ksm) -----------------------------------------------------------
+
+# base_snapshot: prints the cached base snapshot's path, made by one run if no test made it yet.
+base_snapshot() {
+	for f in "$SANDBOX_CACHE"/snapshots/*.snap; do
+		[ -f "$f" ] && { echo "$f"; return 0; }
+	done
+	"$SANDBOX" run "$EX/hello" >/dev/null 2>&1 </dev/null || return 1
+	for f in "$SANDBOX_CACHE"/snapshots/*.snap; do
+		[ -f "$f" ] && { echo "$f"; return 0; }
+	done
+	return 1
+}
+
+# guest_vmflags PID KB: the VmFlags of each rw mapping of exactly KB kB in PID (its guest memory).
+guest_vmflags() {
+	awk -v kb="$2" '
+		/^[0-9a-f]+-[0-9a-f]+ / { rw = $2 ~ /^rw/; size = ""; next }
+		$1 == "Size:" { size = $2 }
+		$1 == "VmFlags:" && rw && size == kb { $1 = ""; print }
+	' "/proc/$1/smaps"
+}
+
+# ksm_restore MODE [FLAGS...]: restores $ksm_snap (an idle guest) in the background, waits until
+# its restore is done (restore_ms: after the madvise, before the vCPUs run), reads the VmFlags of
+# its guest memory into $flags, then stops it. rc: 0 if it was running then, else its status.
+ksm_restore() {
+	k_mode=$1
+	shift
+	rm -f "$tmp/ksm.vsock"
+	SANDBOX_TIMING=1 "$SANDBOX" restore "$ksm_snap" --mem-mode "$k_mode" \
+		--vsock-uds "$tmp/ksm.vsock" --timeout 60 "$@" >"$tmp/out" 2>&1 </dev/null &
+	k_pid=$!
+	k_end=$(($(now_cs) + 3000))
+	while ! has "restore_ms=" && kill -0 $k_pid 2>/dev/null && [ "$(now_cs)" -lt $k_end ]; do
+		sleep 0.1
+	done
+	flags=
+	if has "restore_ms=" && kill -0 $k_pid 2>/dev/null; then
+		flags=$(guest_vmflags $k_pid "$ksm_kb")
+		kill -TERM $k_pid
+		# The shell's "Terminated" for the job it reaps is no news here.
+		{ wait $k_pid; } 2>/dev/null
+		rc=0
+	else
+		kill -KILL $k_pid 2>/dev/null
+		wait $k_pid
+		rc=$?
+	fi
+	rm -f "$tmp/ksm.vsock"
+}
+
+t_restore_ksm() {
+	ksm_snap=$(base_snapshot) || { bad restore_ksm "no base snapshot: sandbox run failed"; return; }
+	ksm_kb=$("$SANDBOX" snapshot inspect "$ksm_snap" | awk '/^memory region / { kb += $(NF - 1) * 1024 } END { print kb + 0 }')
+	[ "$ksm_kb" -gt 0 ] || { bad restore_ksm "no guest memory size from snapshot inspect"; return; }
+	if [ ! -d /sys/kernel/mm/ksm ]; then
+		# A kernel without KSM: --ksm is bad input, with the reason.
+		ksm_restore file --ksm
+		[ $rc -eq 101 ] || { bad restore_ksm "kernel without KSM: exit status $rc, expected 101"; return; }
+		has "no KSM" || { bad restore_ksm "kernel without KSM: no clear message"; return; }
+		echo "  this kernel has no KSM: only the refusal was tested"
+		ok restore_ksm
+		return
+	fi
+	# file mode maps the image over the range after the pager starts: the flag must survive it.
+	for k in "file --ksm" "uffd --ksm" "eager --ksm" "file" "uffd"; do
+		# shellcheck disable=SC2086 # a mode and a flag
+		ksm_restore $k
+		[ $rc -eq 0 ] || { bad restore_ksm "$k: exit status $rc before the restore was done"; return; }
+		[ "$(echo "$flags" | grep -c .)" -eq 1 ] ||
+			{ bad restore_ksm "$k: not one mapping of $ksm_kb kB in /proc/PID/smaps: '$flags'"; return; }
+		case "$k $flags " in
+		*--ksm*" mg "*) ;;
+		*--ksm*) bad restore_ksm "$k: guest memory is not mergeable (VmFlags:$flags)"; return ;;
+		*" mg "*) bad restore_ksm "$k: guest memory is mergeable without --ksm (VmFlags:$flags)"; return ;;
+		esac
+		echo "  restore --mem-mode $k: guest memory ($ksm_kb kB) VmFlags:$flags"
+	done
+	ok restore_ksm
+}
+
 all="boot_hello boot_log two_vcpus one_vcpu reboot_ends_vm guest_panic timeout
 not_an_image missing_files too_small bad_flag no_root_panics
 root_boot_persists read_only_drive dd_64mib missing_drive
 snapshot_create snapshot_continue snapshot_inspect restore_uffd restore_eager restore_file
 restore_raw_uffd restore_two_vcpus restore_four restore_block snapshot_corrupt snapshot_not_ready
 run_hello run_exit_codes run_stdin run_random_differs run_timeout run_signal run_panic run_isolated
-run_bad_input run_no_leaks"
+run_bad_input run_no_leaks restore_ksm"
 [ $# -gt 0 ] && all="$*"
 for t in $all; do
 	"t_$t"

@@ -293,6 +293,35 @@ Test(cli, restore_takes_a_file_a_mode_and_a_timeout)
 	cr_assert_eq(c.restore.mem_mode, CLI_MEM_FILE);
 }
 
+Test(cli, restore_takes_ksm)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "restore", "/s"), 0, "%s", err);
+	cr_assert_not(c.restore.ksm);
+	cr_assert_eq(PARSE(&c, "restore", "/s", "--ksm"), 0, "%s", err);
+	cr_assert(c.restore.ksm);
+	cr_assert_str_eq(c.restore.snapshot, "/s");
+	cr_assert_eq(PARSE(&c, "restore", "--ksm", "--mem-mode", "file", "/s"),
+		     0, "%s", err);
+	cr_assert(c.restore.ksm);
+	cr_assert_eq(c.restore.mem_mode, CLI_MEM_FILE);
+	cr_assert_str_eq(c.restore.snapshot, "/s");
+}
+
+Test(cli, ksm_takes_no_value_and_only_restore_takes_it)
+{
+	struct cli c;
+
+	cr_assert_eq(PARSE(&c, "restore", "/s", "--ksm=1"), -EINVAL);
+	cr_assert(strstr(err, "--ksm=1"), "%s", err);
+	cr_assert_eq(PARSE(&c, "restore", "/s", "--ksm", "yes"), -EINVAL);
+	cr_assert(strstr(err, "one snapshot file"), "%s", err);
+	cr_assert_eq(PARSE(&c, "restore", "--ksm"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "run", "--ksm", "/fn"), -EINVAL);
+	cr_assert_eq(PARSE(&c, "boot", "--ksm"), -EINVAL);
+}
+
 Test(cli, restore_rejects_bad_arguments)
 {
 	struct cli c;
