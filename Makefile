@@ -6,6 +6,7 @@
 #   make deps            install the Debian packages everything needs (root)
 #   make boot            boot the default guest (in the arm64 test host unless this is arm64 with KVM)
 #   make check           unit tests, format check, then end-to-end tests in the arm64 test host
+#   make bench           every benchmark against its peers: build/bench/report.md (QUICK=1: short)
 
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 ARCH ?= $(HOST_ARCH)
@@ -69,7 +70,7 @@ endif
 IMAGES_arm64 := $(O)/images/Image $(O)/images/initramfs.cpio $(O)/images/rootfs.ext4
 IMAGES := $(IMAGES_$(ARCH))
 
-.PHONY: all deps images boot demo check unit fuzz e2e e2e-vsock e2e-pool bench-blk bench-snapshot bench-run bench-pool format-check format clean FORCE
+.PHONY: all deps images boot demo check unit fuzz e2e e2e-vsock e2e-pool bench bench-blk bench-snapshot bench-run bench-pool bench-ksm bench-boot bench-dedup format-check format clean FORCE
 .DEFAULT_GOAL := all
 .SECONDEXPANSION:
 
@@ -223,6 +224,7 @@ check: format-check unit
 	$(MAKE) e2e
 	$(MAKE) e2e-vsock
 	$(MAKE) e2e-pool
+	$(MAKE) bench QUICK=1
 
 boot:
 	$(MAKE) ARCH=arm64 all
@@ -248,6 +250,12 @@ else
 endif
 
 # --- benchmarks (inside the arm64 test host; docs/benchmarks.md) ---------------
+# Every case in turn (bench/all), then build/bench/results.json, report.md and plots/*.png.
+# QUICK=1 on the make command line reaches bench/all through the environment: the short run
+# `make check` uses, which checks that the harness works and never how fast anything was.
+bench:
+	bench/all $(BENCH_ARGS)
+
 # RUNS=N, PATTERNS="...", QUICK=1 on the make command line reach bench/blk through the environment.
 bench-blk:
 	bench/blk $(BENCH_BLK_ARGS)
@@ -264,6 +272,19 @@ bench-run:
 # make command line reach bench/run --pool through the environment.
 bench-pool:
 	bench/run --pool $(BENCH_POOL_ARGS)
+
+# VMS=N, DURATION=SEC, CONFIGS="...", KSM_PAGES_TO_SCAN=N, KSM_SLEEP_MS=MS, QUICK=1 on the make
+# command line reach bench/ksm through the environment.
+bench-ksm:
+	bench/ksm $(BENCH_KSM_ARGS)
+
+# RUNS=N, WARMUP=N, QUICK=1 on the make command line reach bench/boot through the environment.
+bench-boot:
+	bench/boot $(BENCH_BOOT_ARGS)
+
+# LEVELS="...", QUICK=1 on the make command line reach bench/dedup through the environment.
+bench-dedup:
+	bench/dedup $(BENCH_DEDUP_ARGS)
 
 clean:
 	rm -rf $(BUILD)
