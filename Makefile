@@ -5,7 +5,8 @@
 #   make ARCH=arm64      cross-build sandbox and the arm64 guest images
 #   make deps            install the Debian packages everything needs (root)
 #   make boot            boot the default guest (in the arm64 test host unless this is arm64 with KVM)
-#   make check           unit tests, format check, then end-to-end tests in the arm64 test host
+#   make check           unit tests, format check, fuzzing, end-to-end tests in the arm64 test host,
+#                        then make bench QUICK=1 (the harness works; no speed is checked)
 #   make bench           every benchmark against its peers: build/bench/report.md (QUICK=1: short)
 
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')

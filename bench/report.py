@@ -989,14 +989,14 @@ def headline(cases):
 
 
 PUBLISHED = [
-    ("Firecracker", "boot to guest /sbin/init (1 vCPU, 128 MiB, minimal kernel)", "<= 125 ms",
-     "x86_64 hosts (its SPECIFICATION.md)", ("boot", None)),
-    ("Firecracker", "VMM memory overhead", "<= 5 MiB", "its SPECIFICATION.md",
-     ("run", "vmm_overhead")),
-    ("Firecracker", "snapshot restore, 128 MiB guest (P50 in its CI)", "2-6 ms (2.2-2.8 Intel, 5.6 AMD)",
-     "x86_64 hosts", ("snapshot", "uffd")),
-    ("Firecracker", "snapshot restore, 128 MiB guest (P50 in its CI)", "about 2 ms (1.8 ms)",
-     "AWS Graviton2 (arm64)", ("snapshot", "uffd")),
+    ("Firecracker", "boot to the guest's init (1 vCPU, 128 MiB)", "125 ms",
+     "bare-metal hosts (its SPECIFICATION.md)", ("boot", None)),
+    ("Firecracker", "VMM memory overhead (1 vCPU, 128 MiB)", "5 MiB",
+     "bare-metal hosts (its SPECIFICATION.md)", ("run", "vmm_overhead")),
+    ("Firecracker", "snapshot restore, 128 MiB guest", "2-6 ms", "x86_64 hosts",
+     ("snapshot", "uffd")),
+    ("Firecracker", "snapshot restore, 128 MiB guest", "about 2 ms", "AWS Graviton (arm64)",
+     ("snapshot", "uffd")),
     ("REAP (ASPLOS'21)", "cold start with working-set prefetch against lazy paging", "3.7x faster",
      "x86_64 servers, Firecracker", (None, None)),
 ]

@@ -27,8 +27,8 @@
 
 enum pool_type {
 	/*
-	 * client -> daemon -> worker: run a function. fds: the function (a
-	 * sealed memfd), stdout, stderr, then stdin when POOL_F_STDIN.
+	 * client -> daemon -> worker: run a function. fds: the function (its
+	 * file, opened read-only), stdout, stderr, then stdin when POOL_F_STDIN.
 	 * arg0: --timeout in seconds (0: none); arg1: argc; payload: argc
 	 * NUL-terminated strings, argv[0] first.
 	 */

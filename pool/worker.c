@@ -28,7 +28,7 @@ static int read_function(int fd, const char *name, uint64_t mem_size,
 {
 	struct stat st;
 	size_t have = 0;
-	ssize_t n;
+	ssize_t n = 0;
 	char *buf;
 
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
@@ -55,7 +55,9 @@ static int read_function(int fd, const char *name, uint64_t mem_size,
 	}
 	if (!buf || have != *size) {
 		pr_err("function %s: %s", name,
-		       buf ? "changed while being read" : strerror(ENOMEM));
+		       !buf    ? strerror(ENOMEM)
+		       : n < 0 ? strerror(errno)
+			       : "changed while being read");
 		free(buf);
 		return buf ? EXIT_FN_MISSING : EXIT_INTERNAL;
 	}

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Guest agent: the ready report over vsock, then one invocation's exec and I/O forwarding.
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/random.h>
@@ -30,12 +31,13 @@
 #define MFD_EXEC 0x0010U
 #endif
 
-/* How long the agent waits for the host to close after its last frame. */
 /* The host listens before the VM starts; retries only cover a slow vsock device. */
 #define READY_TRIES 20
 #define READY_RETRY_MS 50
 /* Connections that may end before their first byte (see agent__main()). */
 #define ACCEPT_TRIES 8
+/* The warm-up's limit: it takes tens of ms in the nested test host. */
+#define WARM_MAX_MS 2000
 
 struct serve {
 	int fd; /* the host connection */
@@ -165,12 +167,34 @@ static pid_t warm_spawn(int out)
 	return pid;
 }
 
+/* Reads @fd to its end, for at most @ms: 0, or -ETIMEDOUT. */
+static int drain_pipe(int fd, int ms)
+{
+	struct timespec t0, t;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char buf[64];
+	ssize_t n;
+	int left;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		left = ms - (int)((t.tv_sec - t0.tv_sec) * 1000 +
+				  (t.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, left) <= 0)
+			continue;
+		n = read(fd, buf, sizeof(buf));
+		if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+			return 0;
+	}
+}
+
 /* Runs the warm-up: what every function's run needs is then mapped, in the guest and by the host. */
 static int sys_warm(void *arg)
 {
-	int p[2], status = 0, err = 0;
-	char buf[64];
-	ssize_t n;
+	int p[2], status, err = 0;
 	pid_t pid;
 
 	(void)arg;
@@ -180,14 +204,17 @@ static int sys_warm(void *arg)
 	if (pid < 0)
 		err = -errno;
 	close(p[1]);
-	do {
-		n = read(p[0], buf, sizeof(buf));
-	} while (n > 0 || (n < 0 && errno == EINTR));
+	/* It takes tens of ms; one that hangs must not keep the run waiting. */
+	if (pid > 0 && drain_pipe(p[0], WARM_MAX_MS)) {
+		kill(pid, SIGKILL);
+		err = -ETIMEDOUT;
+	}
 	close(p[0]);
 	if (pid > 0) {
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
-		if (!WIFEXITED(status) || WEXITSTATUS(status))
+		while (waitpid(pid, &status, 0) < 0)
+			if (errno != EINTR)
+				return -errno;
+		if (!err && (!WIFEXITED(status) || WEXITSTATUS(status)))
 			err = -ECHILD;
 	}
 	return err;
@@ -444,8 +471,12 @@ static int do_init(struct serve *s)
 		send_error(s, -err, "setting the clock: %s", strerror(-err));
 		return err;
 	}
-	/* An optimisation: the run goes on without it. */
-	if ((init.flags & AGENT_INIT_WARM) && s->hooks->warm) {
+	/*
+	 * An optimisation: the run goes on without it, and a run that came
+	 * already (EXEC waiting) is not kept waiting for it.
+	 */
+	if ((init.flags & AGENT_INIT_WARM) && s->hooks->warm &&
+	    !poll(&(struct pollfd){ .fd = s->fd, .events = POLLIN }, 1, 0)) {
 		err = s->hooks->warm(s->hooks->arg);
 		if (err)
 			log_err("warming up: %s", strerror(-err));
@@ -519,11 +550,49 @@ static int copy_to_memfd(int from, uint64_t len)
 }
 
 /*
+ * Where the ELF image in @fd ends by its own headers (program and section
+ * header tables, segments' file bytes); 0 when it is not a 64-bit ELF.
+ */
+static uint64_t elf_end(int fd)
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	uint64_t end;
+
+	if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) ||
+	    memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64)
+		return 0;
+	end = sizeof(eh);
+	if (eh.e_phoff + (uint64_t)eh.e_phnum * eh.e_phentsize > end)
+		end = eh.e_phoff + (uint64_t)eh.e_phnum * eh.e_phentsize;
+	if (eh.e_shoff + (uint64_t)eh.e_shnum * eh.e_shentsize > end)
+		end = eh.e_shoff + (uint64_t)eh.e_shnum * eh.e_shentsize;
+	/* Linux execs no ELF whose program headers take more than 64 KiB. */
+	if ((uint64_t)eh.e_phnum * eh.e_phentsize > 65536)
+		return end;
+	for (unsigned int i = 0; i < eh.e_phnum && eh.e_phentsize >= sizeof(ph);
+	     i++) {
+		if (pread(fd, &ph, sizeof(ph),
+			  (off_t)(eh.e_phoff + (uint64_t)i * eh.e_phentsize)) !=
+		    (ssize_t)sizeof(ph))
+			break;
+		if (ph.p_offset + ph.p_filesz > end)
+			end = ph.p_offset + ph.p_filesz;
+	}
+	return end;
+}
+
+/*
  * The host wrote the function into the window. An ELF image runs from the
- * window as it is: its headers say which bytes are the image, and cutting
- * the window to the function's size would free thousands of pages on the
- * invocation's path (25-40 ms in the nested test host). A script is read to
- * its end by its interpreter, so it gets a copy of exactly its bytes.
+ * window as it is when its headers account for all of its bytes: cutting the
+ * window to the function's size would free thousands of pages on the
+ * invocation's path (25-40 ms in the nested test host), and exec reads only
+ * what the headers name. The cost: /proc/self/exe is the window's size, zeros
+ * after the function. An ELF with bytes past its image (a payload appended
+ * for the program to find at the end of its own file: self-extractors,
+ * bundlers) is cut to its exact size first. A script is read to its end by
+ * its interpreter, so it gets a copy of exactly its bytes.
  */
 static int take_window(struct serve *s)
 {
@@ -537,6 +606,12 @@ static int take_window(struct serve *s)
 		s->memfd = copy_to_memfd(w->fd, s->fn_size);
 	else if ((s->memfd = fcntl(w->fd, F_DUPFD_CLOEXEC, 3)) < 0)
 		s->memfd = -errno;
+	else if (elf_end(s->memfd) < s->fn_size &&
+		 ftruncate(s->memfd, (off_t)s->fn_size) < 0) {
+		err = errno;
+		close_fd(&s->memfd);
+		s->memfd = -err;
+	}
 	if (s->memfd >= 0)
 		return 0;
 	err = -s->memfd;
