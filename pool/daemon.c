@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -1368,12 +1369,52 @@ static int detach(struct pool *p, bool *parent)
 	return EXIT_OK;
 }
 
+/*
+ * One pool per socket: an exclusive flock on <socket>.d (made if missing),
+ * held, through the inherited descriptor, for the daemon's life. Two
+ * `pool start`s at once both find nobody answering on the socket; only one
+ * gets this. The fd, -EADDRINUSE when another pool holds it, or -errno.
+ */
+static int lock_socket(const char *sock)
+{
+	char dir[PATH_MAX], parent[PATH_MAX], *slash;
+	struct stat a, b;
+	int fd, err;
+
+	if (snprintf(dir, sizeof(dir), "%s.d", sock) >= (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	snprintf(parent, sizeof(parent), "%s", sock);
+	slash = strrchr(parent, '/');
+	if (slash && slash != parent) {
+		*slash = '\0';
+		if (mkdir(parent, 0700) < 0 && errno != EEXIST)
+			return -errno;
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	err = flock(fd, LOCK_EX | LOCK_NB) < 0 ? -errno : 0;
+	if (err == -EWOULDBLOCK)
+		err = -EADDRINUSE;
+	/* A pool that stopped meanwhile removed the directory we locked. */
+	if (!err && (fstat(fd, &a) < 0 || stat(dir, &b) < 0 ||
+		     a.st_ino != b.st_ino || a.st_dev != b.st_dev))
+		err = -EADDRINUSE;
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
 int pool__daemon(const struct pool_opts *o)
 {
 	char sock[PATH_MAX], pid_path[PATH_MAX + 8];
-	bool has_pid = o->pid_file || o->daemon, parent;
-	struct pool *p;
-	int status, log_fd = -1;
+	bool has_pid = o->pid_file || o->daemon, parent = false, is_daemon;
+	struct pool *p = NULL;
+	int status, log_fd = -1, lock_fd;
 
 	if (o->socket)
 		snprintf(sock, sizeof(sock), "%s", o->socket);
@@ -1386,8 +1427,15 @@ int pool__daemon(const struct pool_opts *o)
 	else
 		snprintf(pid_path, sizeof(pid_path), "%s.pid", sock);
 	/* Before anything slow, and while our messages still reach the caller. */
-	if (pool_answers(sock)) {
+	lock_fd = lock_socket(sock);
+	if (lock_fd == -EADDRINUSE || (lock_fd >= 0 && pool_answers(sock))) {
 		pr_err("a pool is already running on %s", sock);
+		if (lock_fd >= 0)
+			close(lock_fd);
+		return EXIT_INTERNAL;
+	}
+	if (lock_fd < 0) {
+		pr_err("pool: cannot lock %s.d: %s", sock, strerror(-lock_fd));
 		return EXIT_INTERNAL;
 	}
 	if (o->log) {
@@ -1396,7 +1444,8 @@ int pool__daemon(const struct pool_opts *o)
 		if (log_fd < 0) {
 			pr_err("pool: cannot open the log %s: %s", o->log,
 			       strerror(errno));
-			return EXIT_INTERNAL;
+			status = EXIT_INTERNAL;
+			goto out;
 		}
 	}
 	p = calloc(1, sizeof(*p));
@@ -1422,6 +1471,8 @@ int pool__daemon(const struct pool_opts *o)
 	}
 	status = run_pool(p, o, sock, has_pid ? pid_path : NULL, &log_fd);
 out:
+	/* Forked workers and reload processes end here too. */
+	is_daemon = !parent && !(p && p->is_child);
 	if (p) {
 		/* A start that failed before listening: the waiting parent gets its status. */
 		notify_start(p, status);
@@ -1436,5 +1487,16 @@ out:
 	}
 	if (log_fd >= 0)
 		close(log_fd);
+	/*
+	 * What lock_socket() made, unless a worker's leftovers are in it; by
+	 * the daemon only (not the detaching parent, not a worker).
+	 */
+	if (is_daemon) {
+		char dir[PATH_MAX + 8];
+
+		snprintf(dir, sizeof(dir), "%s.d", sock);
+		rmdir(dir);
+	}
+	close(lock_fd);
 	return status;
 }

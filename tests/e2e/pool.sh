@@ -463,6 +463,44 @@ t_pool_daemon() {
 	ok pool_daemon
 }
 
+t_pool_start_race() {
+	# Two pool starts at once on one socket: both find nobody listening; one gets the lock.
+	rsock=$tmp/race.sock
+	# The first pool's snapshot (a.snap is garbage since pool_reload).
+	rsnap=$(field snapshot)
+	[ -f "$rsnap" ] || { bad pool_start_race "no snapshot from the first pool: '$rsnap'"; return; }
+	"$SANDBOX" pool start --socket "$rsock" --snapshot "$rsnap" --size 1 >/dev/null 2>"$tmp/race1.err" </dev/null &
+	r1=$!
+	"$SANDBOX" pool start --socket "$rsock" --snapshot "$rsnap" --size 1 >/dev/null 2>"$tmp/race2.err" </dev/null &
+	r2=$!
+	within 60 settled 1 "$rsock" || { kill -KILL $r1 $r2 2>/dev/null; bad pool_start_race "no pool ready: $st; $(cat "$tmp/race1.err" "$tmp/race2.err")"; return; }
+	# The loser ends at once with the message; the winner serves.
+	if wait_gone $r1 10; then
+		wait $r1
+		rc=$?
+		loser=$tmp/race1.err winner=$r2
+	elif wait_gone $r2 10; then
+		wait $r2
+		rc=$?
+		loser=$tmp/race2.err winner=$r1
+	else
+		kill -KILL $r1 $r2 2>/dev/null
+		bad pool_start_race "both pools are running"
+		return
+	fi
+	[ $rc -eq 100 ] || { kill -KILL $r1 $r2 2>/dev/null; bad pool_start_race "the second start ended with $rc, expected 100"; return; }
+	grep -qF "a pool is already running on $rsock" "$loser" || { kill -KILL $r1 $r2 2>/dev/null; bad pool_start_race "no 'already running' message: $(cat "$loser")"; return; }
+	alive $winner || { bad pool_start_race "the winner is gone"; return; }
+	frun --pool "$rsock" "$EX/hello" race
+	[ $rc -eq 0 ] && grep -qx "Hello from a sandboxed function! race" "$tmp/out" || { kill -KILL $winner; bad pool_start_race "a run through the winner: status $rc"; return; }
+	"$SANDBOX" pool stop --socket "$rsock" >/dev/null 2>&1
+	wait_gone $winner 30 || { kill -KILL $winner; bad pool_start_race "the pool did not stop"; return; }
+	wait $winner
+	[ ! -e "$rsock" ] && [ ! -e "$rsock.d" ] || { bad pool_start_race "left $(ls -d "$rsock"* 2>/dev/null | tr '\n' ' ')"; return; }
+	rm -f "$tmp/race1.err" "$tmp/race2.err"
+	ok pool_start_race
+}
+
 t_pool_queue_timeout() {
 	# The only VM (--max-vms 1) is busy: a second run waits 2 s (--queue-timeout), then 115.
 	[ -n "$qpid" ] || { bad pool_queue_timeout "no second pool (pool_daemon failed)"; return; }
@@ -707,7 +745,7 @@ s0=$(now_cs)
 "$SANDBOX" snapshot create --agent --cmdline "console=ttyAMA0 quiet loglevel=1" -o "$tmp/a.snap" >"$tmp/out" 2>"$tmp/err" </dev/null ||
 	echo "  snapshot create --agent failed: $(tail -n 5 "$tmp/err")"
 echo "  timing: snapshot create --agent: $(cs_to_s $(($(now_cs) - s0))) s"
-for t in pool_daemon pool_queue_timeout pool_reload pool_daemon_stop pool_leak pool_sigkill pool_stop pool_drain; do
+for t in pool_daemon pool_queue_timeout pool_reload pool_daemon_stop pool_start_race pool_leak pool_sigkill pool_stop pool_drain; do
 	"t_$t"
 	rm -f "$tmp/out" "$tmp/err"
 done
