@@ -357,6 +357,24 @@ static void window_call(struct fake_window *f, struct call *c)
 	cr_assert_str_eq(c->out, "in window\n");
 }
 
+/* @fn (@size bytes) through a fresh fake window; it must exit 0. */
+static void window_bytes(struct fake_window *f, struct call *c, const void *fn,
+			 size_t size, const char *const *argv)
+{
+	fake_window(f, 4096, 4 * MIB);
+	*c = (struct call){ .fn = fn,
+			    .fn_size = size,
+			    .argv = argv,
+			    .in_fd = -1,
+			    .window = &f->w,
+			    .write_guest = write_fake,
+			    .write_arg = f };
+	call(c);
+	cr_assert_eq(c->ret, 0);
+	cr_assert_eq(c->res.kind, INVOKE_EXITED);
+	cr_assert_eq(c->res.code, 0, "%.*s", (int)c->err_len, c->err);
+}
+
 Test(invoke, a_function_that_fits_the_window_is_written_there_not_sent)
 {
 	struct fake_window f;
@@ -392,19 +410,8 @@ Test(invoke, an_elf_with_a_payload_after_its_image_sees_its_exact_file)
 	fn = realloc(fn, size + sizeof(tail) - 1);
 	cr_assert_not_null(fn);
 	memcpy(fn + size, tail, sizeof(tail) - 1);
-	fake_window(&f, 4096, 4 * MIB);
-	c = (struct call){ .fn = fn,
-			   .fn_size = size + sizeof(tail) - 1,
-			   .argv = argv,
-			   .in_fd = -1,
-			   .window = &f.w,
-			   .write_guest = write_fake,
-			   .write_arg = &f };
-	call(&c);
-	cr_assert_eq(c.ret, 0);
+	window_bytes(&f, &c, fn, size + sizeof(tail) - 1, argv);
 	cr_assert_eq(f.writes, 2);
-	cr_assert_eq(c.res.kind, INVOKE_EXITED);
-	cr_assert_eq(c.res.code, 0, "%.*s", (int)c.err_len, c.err);
 	cr_assert_eq(c.out_len, sizeof(tail) - 1);
 	cr_assert_str_eq(c.out, tail);
 	cr_assert_eq(fstat(f.w.fd, &st), 0);
@@ -422,19 +429,8 @@ Test(invoke, a_script_in_the_window_is_read_to_its_end_not_the_windows)
 	struct fake_window f;
 	struct call c;
 
-	fake_window(&f, 4096, 4 * MIB);
-	c = (struct call){ .fn = script,
-			   .fn_size = sizeof(script) - 1,
-			   .argv = argv,
-			   .in_fd = -1,
-			   .window = &f.w,
-			   .write_guest = write_fake,
-			   .write_arg = &f };
-	call(&c);
-	cr_assert_eq(c.ret, 0);
+	window_bytes(&f, &c, script, sizeof(script) - 1, argv);
 	cr_assert_eq(f.writes, 1);
-	cr_assert_eq(c.res.kind, INVOKE_EXITED);
-	cr_assert_eq(c.res.code, 0, "%.*s", (int)c.err_len, c.err);
 	cr_assert_eq(c.out_len, sizeof(script) - 1);
 	cr_assert_str_eq(c.out, script);
 	call_free(&c);
