@@ -340,20 +340,25 @@ static void fake_window(struct fake_window *f, uint64_t first, uint64_t second)
 	cr_assert_eq(ftruncate(f->w.fd, (off_t)f->w.size), 0);
 }
 
+/* Runs *@c with @f as the agent's window and "guest memory"; it must exit 0. */
+static void window_run(struct fake_window *f, struct call *c)
+{
+	c->in_fd = -1;
+	c->window = &f->w;
+	c->write_guest = write_fake;
+	c->write_arg = f;
+	call(c);
+	cr_assert_eq(c->ret, 0);
+	cr_assert_eq(c->res.kind, INVOKE_EXITED);
+	cr_assert_eq(c->res.code, 0, "%.*s", (int)c->err_len, c->err);
+}
+
 static void window_call(struct fake_window *f, struct call *c)
 {
 	static const char *argv[] = { "echo", "in", "window", NULL };
 
-	*c = (struct call){ .binary = "/bin/echo",
-			    .argv = argv,
-			    .in_fd = -1,
-			    .window = &f->w,
-			    .write_guest = write_fake,
-			    .write_arg = f };
-	call(c);
-	cr_assert_eq(c->ret, 0);
-	cr_assert_eq(c->res.kind, INVOKE_EXITED);
-	cr_assert_eq(c->res.code, 0);
+	*c = (struct call){ .binary = "/bin/echo", .argv = argv };
+	window_run(f, c);
 	cr_assert_str_eq(c->out, "in window\n");
 }
 
@@ -362,17 +367,8 @@ static void window_bytes(struct fake_window *f, struct call *c, const void *fn,
 			 size_t size, const char *const *argv)
 {
 	fake_window(f, 4096, 4 * MIB);
-	*c = (struct call){ .fn = fn,
-			    .fn_size = size,
-			    .argv = argv,
-			    .in_fd = -1,
-			    .window = &f->w,
-			    .write_guest = write_fake,
-			    .write_arg = f };
-	call(c);
-	cr_assert_eq(c->ret, 0);
-	cr_assert_eq(c->res.kind, INVOKE_EXITED);
-	cr_assert_eq(c->res.code, 0, "%.*s", (int)c->err_len, c->err);
+	*c = (struct call){ .fn = fn, .fn_size = size, .argv = argv };
+	window_run(f, c);
 }
 
 Test(invoke, a_function_that_fits_the_window_is_written_there_not_sent)
