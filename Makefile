@@ -36,16 +36,15 @@ CFLAGS += -std=gnu11 $(WARN) -fstack-protector-strong -D_GNU_SOURCE
 CPPFLAGS += -Ivmm/arch/$(ARCH) -MMD -MP -DSANDBOX_VERSION='"$(VERSION)"'
 LDLIBS := -lfdt -luring -lzstd -lxxhash -lpthread
 
-# The arm64 sandbox is static so it runs in the test host without a root filesystem.
-# Its libfdt.a comes from the arm64 package via apt-get download: libfdt-dev:arm64
+# sandbox is static so it runs in the test hosts without a root filesystem.
+# The arm64 libfdt.a comes from the arm64 package via apt-get download: libfdt-dev:arm64
 # cannot be installed beside libfdt-dev.
 ARM64_SYSROOT := $(SANDBOX_CACHE)/arm64-sysroot
+LDFLAGS += -static
 ifeq ($(ARCH),arm64)
 ifneq ($(HOST_ARCH),arm64)
-LDFLAGS += -static -L$(ARM64_SYSROOT)/usr/lib/aarch64-linux-gnu
+LDFLAGS += -L$(ARM64_SYSROOT)/usr/lib/aarch64-linux-gnu
 SYSROOT_DEP := $(ARM64_SYSROOT)/.done
-else
-LDFLAGS += -static
 endif
 endif
 
@@ -59,7 +58,8 @@ SRCS := launcher/main.c launcher/cli.c launcher/common.c \
 	pool/daemon.c pool/worker.c pool/client.c pool/proto.c
 SRCS_arm64 := vmm/arch/arm64/arch.c vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c \
 	vmm/arch/arm64/snapshot.c
-SRCS_x86_64 := vmm/arch/x86_64/arch.c
+SRCS_x86_64 := vmm/arch/x86_64/arch.c vmm/arch/x86_64/boot.c vmm/arch/x86_64/cpu_state.c \
+	vmm/arch/x86_64/snapshot.c devices/uart16550.c devices/i8042.c
 ALL_SRCS := $(SRCS) $(SRCS_$(ARCH))
 OBJS := $(ALL_SRCS:%.c=$(BUILD)/obj/$(ARCH)/%.o)
 
@@ -67,9 +67,12 @@ ifeq ($(SRCS_$(ARCH)),)
 $(error ARCH=$(ARCH) is not supported; use arm64 or x86_64)
 endif
 
-# Guest images exist for arm64 so far (x86_64: issue 8).
-IMAGES_arm64 := $(O)/images/Image $(O)/images/initramfs.cpio $(O)/images/rootfs.ext4
-IMAGES := $(IMAGES_$(ARCH))
+# Guest images: the kernel (arm64: Image; x86_64: an ELF vmlinux, booted through PVH), PID 1
+# and the agent in an initramfs, and a small root filesystem.
+KERNEL_arm64 := Image
+KERNEL_x86_64 := vmlinux
+KERNEL := $(O)/images/$(KERNEL_$(ARCH))
+IMAGES := $(KERNEL) $(O)/images/initramfs.cpio $(O)/images/rootfs.ext4
 
 .PHONY: all deps images boot demo check unit fuzz e2e e2e-vsock e2e-pool bench bench-blk bench-snapshot bench-run bench-pool bench-ksm bench-boot bench-dedup format-check format clean FORCE
 .DEFAULT_GOAL := all
@@ -104,7 +107,7 @@ images: $(IMAGES)
 # build-kernel keeps its own cache keyed by config and sources; it is cheap when cached.
 # The Image keeps its inode and mtime while its bytes do not change: sandbox run keys
 # its cached base snapshot on them.
-$(O)/images/Image: FORCE
+$(KERNEL): FORCE
 	@mkdir -p $(dir $@)
 	images/build-kernel $(ARCH) $@.new
 	@if cmp -s $@.new $@; then rm -f $@.new; else mv -f $@.new $@; fi
@@ -126,15 +129,16 @@ $(O)/images/rootfs.ext4: $(O)/images/init images/mkrootfs
 # --- tests ---------------------------------------------------------------------
 UNIT_TESTS := $(wildcard tests/unit/test_*.c)
 UNIT_SRCS := launcher/cli.c vmm/bus.c vmm/mem.c vmm/log.c devices/pl011.c \
+	devices/uart16550.c devices/i8042.c vmm/arch/x86_64/boot.c vmm/arch/x86_64/cpu_state.c \
 	devices/blk_engine.c devices/virtio/virtq.c devices/virtio/blk_req.c \
 	devices/virtio/mmio.c devices/virtio/vsock.c devices/virtio/vsock_mux.c \
 	snapshot/snap.c snapshot/pager.c snapshot/analyze.c vmm/state.c launcher/invoke.c pool/proto.c images/agent/proto.c images/agent/agent.c \
 	vmm/arch/arm64/devtree.c vmm/arch/arm64/image.c
 UNIT_BIN := $(HOSTO)/unit-tests
 
-$(UNIT_BIN): $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h launcher/*.h snapshot/*.h images/agent/*.h pool/*.h vmm/arch/arm64/*.h tests/unit/*.h)
+$(UNIT_BIN): $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h launcher/*.h snapshot/*.h images/agent/*.h pool/*.h vmm/arch/*/*.h tests/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(HOSTCC) -std=gnu11 -O1 -g $(WARN) -Wno-missing-prototypes -D_GNU_SOURCE \
+	$(HOSTCC) -std=gnu11 -O1 -g $(WARN) -Wno-missing-prototypes -D_GNU_SOURCE -Ivmm/arch/$(HOST_ARCH) \
 		-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
 		-o $@ $(UNIT_TESTS) tests/unit/fakes.c $(UNIT_SRCS) -lcriterion -lfdt -luring -lzstd -lxxhash -lpthread
 
@@ -145,7 +149,7 @@ unit: $(UNIT_BIN)
 # runs each briefly, `make fuzz FUZZ_TIME=600` runs longer. New inputs go to build/.
 FUZZCC := clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS := virtq blk_req snap agent_proto vsock state pool_proto
+FUZZ_TARGETS := virtq blk_req snap agent_proto vsock state pool_proto x86_boot
 FUZZ_SRCS_virtq := tests/fuzz/fuzz_virtq.c devices/virtio/virtq.c vmm/mem.c vmm/log.c vmm/state.c
 FUZZ_SRCS_blk_req := tests/fuzz/fuzz_blk_req.c devices/virtio/blk_req.c
 FUZZ_SRCS_snap := tests/fuzz/fuzz_snap.c snapshot/snap.c vmm/log.c
@@ -156,6 +160,8 @@ FUZZ_SRCS_state := tests/fuzz/fuzz_state.c tests/unit/fakes.c devices/virtio/mmi
 	devices/virtio/virtq.c devices/pl011.c vmm/mem.c vmm/log.c vmm/state.c
 FUZZ_LIBS_state := -lfdt -lpthread
 FUZZ_SRCS_pool_proto := tests/fuzz/fuzz_pool_proto.c pool/proto.c
+FUZZ_SRCS_x86_boot := tests/fuzz/fuzz_x86_boot.c vmm/arch/x86_64/boot.c vmm/arch/x86_64/cpu_state.c \
+	vmm/state.c
 FUZZ_SRCS_agent_proto := tests/fuzz/fuzz_agent_proto.c launcher/invoke.c images/agent/proto.c vmm/log.c
 
 $(HOSTO)/fuzz-%: $$(FUZZ_SRCS_%) $(wildcard vmm/*.h devices/*.h devices/virtio/*.h snapshot/*.h launcher/*.h images/agent/*.h pool/*.h)
@@ -183,13 +189,9 @@ format-check:
 format:
 	clang-format -i $(FORMAT_FILES)
 
-# End-to-end: the arm64 build runs inside the arm64 test host (a nested KVM guest).
-ARM64_TREE := $(BUILD)/arm64
-e2e:
-	$(MAKE) ARCH=arm64 all
-	@mkdir -p $(ARM64_TREE)/tests
-	cp tests/e2e/arm64.sh $(ARM64_TREE)/tests/e2e.sh
-	tests/arm64-host/run --timeout 600 -- sh /sandbox/tests/e2e.sh
+# End-to-end: each arch's build runs inside its own test host (an emulated machine with KVM,
+# where the VMs are nested guests): tests/arm64-host/run and tests/x86_64-host/run.
+TEST_ARCHES := arm64 x86_64
 
 # vsock end to end: a guest probe and a host helper exercise the device directly.
 $(O)/tests/guest-bin/vsock_probe: tests/guest/vsock_probe.c
@@ -203,22 +205,37 @@ $(O)/vsock_host: tests/guest/vsock_host.c
 $(O)/images/vsock.cpio: $(O)/images/init $(O)/tests/guest-bin/vsock_probe images/mkinitramfs
 	images/mkinitramfs $@ $(O)/images/init $(O)/tests/guest-bin/vsock_probe:/bin/vsock_probe
 
-e2e-vsock:
-	$(MAKE) ARCH=arm64 all $(ARM64_TREE)/images/vsock.cpio $(ARM64_TREE)/vsock_host
-	cp tests/guest/vsock_e2e.sh $(ARM64_TREE)/vsock_e2e.sh
-	tests/arm64-host/run --timeout 600 -- sh /sandbox/vsock_e2e.sh
-
 # An HTTP GET over a Unix socket, for pool.sh's /metrics check (busybox nc has no Unix sockets).
 $(O)/tests/unixget: tests/e2e/unixget.c
 	@mkdir -p $(dir $@)
 	$(CC) -static -O2 -std=gnu11 $(WARN) -D_GNU_SOURCE -o $@ $<
 
-# The pool manager end to end: a daemon, runs through it (1000 in a row for leaks), its teardown.
-e2e-pool:
-	$(MAKE) ARCH=arm64 all $(ARM64_TREE)/tests/unixget
-	@mkdir -p $(ARM64_TREE)/tests
-	cp tests/e2e/pool.sh $(ARM64_TREE)/tests/pool.sh
-	tests/arm64-host/run --timeout 1500 -- sh /sandbox/tests/pool.sh
+# Per arch A: e2e-A (boot, snapshots, restore, run), e2e-vsock-A, e2e-pool-A (a daemon, runs
+# through it, 1000 in a row for leaks, its teardown). e2e, e2e-vsock and e2e-pool run every arch.
+define arch_e2e
+e2e-$(1):
+	$$(MAKE) ARCH=$(1) all
+	@mkdir -p $(BUILD)/$(1)/tests
+	cp tests/e2e/e2e.sh $(BUILD)/$(1)/tests/e2e.sh
+	tests/$(1)-host/run --timeout 600 -- sh /sandbox/tests/e2e.sh
+
+e2e-vsock-$(1):
+	$$(MAKE) ARCH=$(1) all $(BUILD)/$(1)/images/vsock.cpio $(BUILD)/$(1)/vsock_host
+	cp tests/guest/vsock_e2e.sh $(BUILD)/$(1)/vsock_e2e.sh
+	tests/$(1)-host/run --timeout 600 -- sh /sandbox/vsock_e2e.sh
+
+e2e-pool-$(1):
+	$$(MAKE) ARCH=$(1) all $(BUILD)/$(1)/tests/unixget
+	@mkdir -p $(BUILD)/$(1)/tests
+	cp tests/e2e/pool.sh $(BUILD)/$(1)/tests/pool.sh
+	tests/$(1)-host/run --timeout 1500 -- sh /sandbox/tests/pool.sh
+endef
+$(foreach a,$(TEST_ARCHES),$(eval $(call arch_e2e,$(a))))
+
+e2e: $(TEST_ARCHES:%=e2e-%)
+e2e-vsock: $(TEST_ARCHES:%=e2e-vsock-%)
+e2e-pool: $(TEST_ARCHES:%=e2e-pool-%)
+.PHONY: $(foreach a,$(TEST_ARCHES),e2e-$(a) e2e-vsock-$(a) e2e-pool-$(a))
 
 check: format-check unit
 	$(MAKE) fuzz FUZZ_TIME=20
@@ -227,28 +244,21 @@ check: format-check unit
 	$(MAKE) e2e-pool
 	$(MAKE) bench QUICK=1
 
+# Whether this machine's KVM runs ARCH's guests itself: scripts/kvm-runs-guests. Otherwise
+# (no /dev/kvm, another arch, or kvm-pvm, which cannot run Linux guests) the test host does.
 boot:
-	$(MAKE) ARCH=arm64 all
-ifeq ($(HOST_ARCH),arm64)
-	@if [ -c /dev/kvm ]; then $(ARM64_TREE)/sandbox boot; else tests/arm64-host/run -- sandbox boot; fi
-else
-	tests/arm64-host/run -- sandbox boot
-endif
+	$(MAKE) ARCH=$(ARCH) all
+	@if scripts/kvm-runs-guests $(ARCH); then $(O)/sandbox boot; else tests/$(ARCH)-host/run -- sandbox boot; fi
 
-# The main job: example functions through `sandbox run` (directly on an arm64 host with KVM,
-# else inside the arm64 test host).
+# The main job: example functions through `sandbox run`, for ARCH (default: this machine's),
+# directly where KVM runs its guests, else inside its test host.
 demo:
-	@echo "demo: building sandbox, the guest kernel, its initramfs and the examples (cached after the first time)"
-	@$(MAKE) --no-print-directory ARCH=arm64 all
-	@cp examples/demo.sh $(ARM64_TREE)/demo.sh
-ifeq ($(HOST_ARCH),arm64)
-	@if [ -c /dev/kvm ]; then sh $(ARM64_TREE)/demo.sh $(ARM64_TREE); else \
-		echo "demo: no /dev/kvm: running it in the arm64 test host"; \
-		tests/arm64-host/run -- sh /sandbox/demo.sh; fi
-else
-	@echo "demo: this is not an arm64 host: starting the arm64 test host (an emulated arm64 machine with KVM)"
-	@tests/arm64-host/run -- sh /sandbox/demo.sh
-endif
+	@echo "demo: building sandbox, the $(ARCH) guest kernel, its initramfs and the examples (cached after the first time)"
+	@$(MAKE) --no-print-directory ARCH=$(ARCH) all
+	@cp examples/demo.sh $(O)/demo.sh
+	@if scripts/kvm-runs-guests $(ARCH); then sh $(O)/demo.sh $(O); else \
+		echo "demo: this machine's KVM cannot run $(ARCH) guests: starting the $(ARCH) test host (an emulated machine with KVM)"; \
+		tests/$(ARCH)-host/run -- sh /sandbox/demo.sh; fi
 
 # --- benchmarks (inside the arm64 test host; docs/benchmarks.md) ---------------
 # Every case in turn (bench/all), then build/bench/results.json, report.md and plots/*.png.

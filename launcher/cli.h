@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "../vmm/util.h"
+#include "arch.h" /* ARCH_CONSOLE, from vmm/arch/<arch>/ on the include path */
 
 /* Exit statuses of the sandbox command; docs/cli.md lists them. */
 enum {
@@ -78,7 +79,7 @@ enum cli_mem_mode {
 #define CLI_MAX_MEM_MIB (256U * 1024)
 #define CLI_MAX_VCPUS 32
 #define CLI_MAX_TIMEOUT_S (7U * 24 * 3600)
-#define CLI_DEFAULT_CMDLINE "console=ttyAMA0"
+#define CLI_DEFAULT_CMDLINE "console=" ARCH_CONSOLE
 
 #define CLI_DEFAULT_POOL_SIZE 2
 #define CLI_MAX_POOL_SIZE 64

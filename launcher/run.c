@@ -35,7 +35,7 @@
 
 /* The base snapshot: what `sandbox run` restores unless told otherwise. */
 #define BASE_MEM_MIB 128
-#define BASE_CMDLINE "console=ttyAMA0 quiet loglevel=1"
+#define BASE_CMDLINE "console=" ARCH_CONSOLE " quiet loglevel=1"
 #define BASE_CID 3
 /* How long the agent may take to accept the invocation's connection. */
 #define CONNECT_TIMEOUT_MS 10000

@@ -472,6 +472,11 @@ int vm__run(struct vm *vm, unsigned int timeout_ms, enum vm_exit *why)
 
 int vm__add_device(struct vm *vm, struct device *dev)
 {
+	return vm__add_device_on(vm, &vm->mmio, dev);
+}
+
+int vm__add_device_on(struct vm *vm, struct bus *bus, struct device *dev)
+{
 	int err;
 
 	if (vm->nr_devs == VM_MAX_DEVICES) {
@@ -479,9 +484,9 @@ int vm__add_device(struct vm *vm, struct device *dev)
 		return -ENOSPC;
 	}
 	if (dev->size) {
-		err = bus__register(&vm->mmio, dev);
+		err = bus__register(bus, dev);
 		if (err) {
-			pr_err("%s at 0x%llx: cannot map its MMIO window: %s",
+			pr_err("%s at 0x%llx: cannot map its window: %s",
 			       dev->ops->name, (unsigned long long)dev->base,
 			       strerror(-err));
 			return err;

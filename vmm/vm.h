@@ -177,6 +177,14 @@ void vm__free(struct vm *vm);
  */
 int vm__add_device(struct vm *vm, struct device *dev) __must_check;
 
+/*
+ * vm__add_device() for a device whose window is on @bus rather than the
+ * MMIO bus (x86 port I/O). The caller frees @bus after vm__free() has
+ * destroyed the devices.
+ */
+int vm__add_device_on(struct vm *vm, struct bus *bus,
+		      struct device *dev) __must_check;
+
 /* Allocates the next free interrupt line into *@irq. 0 or -ENOSPC. */
 int vm__alloc_irq(struct vm *vm, uint32_t *irq) __must_check;
 

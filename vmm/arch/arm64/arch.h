@@ -62,6 +62,8 @@
 #define ARCH_NAME "arm64"
 #define ARCH_ELF_MACHINE 183 /* EM_AARCH64: what fn.bin must be built for */
 #define ARCH_KERNEL_NAME "Image" /* default kernel file in the images dir */
+#define ARCH_CONSOLE \
+	"ttyAMA0" /* the serial console's device name in the guest */
 #define ARCH_RAM_BASE ARM64_RAM_BASE
 #define ARCH_RAM_MAX_SIZE ARM64_RAM_MAX_SIZE
 #define ARCH_MAX_VCPUS 32
