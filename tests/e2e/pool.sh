@@ -1,11 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # End-to-end tests of the pool (`sandbox pool start` and `sandbox run` through it), run inside
-# the arm64 test host (busybox sh, /dev/kvm). Usage: sh pool.sh. Ends with "N passed, N failed".
+# a test host (arm64 or x86_64; busybox sh, /dev/kvm). Usage: sh pool.sh. Ends with "N passed, N failed".
 # LEAK_RUNS (default 1000): how many runs pool_leak makes in a row (about 0.2 s each in a
 # quiet test host, 0.5 to 1 s when its host is busy); LEAK_MAX_S (default 900): it stops there
 # anyway, says so, and checks what those runs left, so that the whole file fits in
-# `tests/arm64-host/run --timeout 1500`.
+# `tests/<arch>-host/run --timeout 1500`.
 # UNIXGET (default tests/unixget beside this script, built from tests/e2e/unixget.c): how
 # pool_metrics reads GET /metrics from the pool's socket (busybox nc has no Unix sockets).
 
@@ -742,7 +742,11 @@ for t in pool_bad_snapshot pool_start pool_hello pool_exit_codes pool_stdin pool
 done
 # The second pool's snapshot: made here, compressed (uffd mode), replaced by pool_reload.
 s0=$(now_cs)
-"$SANDBOX" snapshot create --agent --cmdline "console=ttyAMA0 quiet loglevel=1" -o "$tmp/a.snap" >"$tmp/out" 2>"$tmp/err" </dev/null ||
+case $("$SANDBOX" --version) in
+*"(x86_64)"*) CONSOLE=ttyS0 ;;
+*) CONSOLE=ttyAMA0 ;;
+esac
+"$SANDBOX" snapshot create --agent --cmdline "console=$CONSOLE quiet loglevel=1" -o "$tmp/a.snap" >"$tmp/out" 2>"$tmp/err" </dev/null ||
 	echo "  snapshot create --agent failed: $(tail -n 5 "$tmp/err")"
 echo "  timing: snapshot create --agent: $(cs_to_s $(($(now_cs) - s0))) s"
 for t in pool_daemon pool_queue_timeout pool_reload pool_daemon_stop pool_start_race pool_leak pool_sigkill pool_stop pool_drain; do

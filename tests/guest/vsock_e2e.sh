@@ -1,15 +1,20 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
-# virtio-vsock end to end, inside the arm64 test host: both directions, flow control, snapshot/restore.
+# virtio-vsock end to end, inside a test host (arm64 or x86_64): both directions, flow control,
+# snapshot/restore.
 #
 # Expects in the current directory (the tree the test host copies to /sandbox):
-#   sandbox, vsock_host (static arm64, tests/guest/vsock_host.c), images/Image and
+#   sandbox, vsock_host (static, tests/guest/vsock_host.c), images/Image or images/vmlinux and
 #   images/vsock.cpio (the guest init plus /bin/vsock_probe, tests/guest/vsock_probe.c).
 # Prints PASS/FAIL lines; exits with the number of failures.
 set -u
 cd "$(dirname "$0")"
 fails=0
-K="--kernel images/Image --initrd images/vsock.cpio"
+case $(./sandbox --version) in
+*"(x86_64)"*) CONSOLE=ttyS0 KERNEL=vmlinux ;;
+*) CONSOLE=ttyAMA0 KERNEL=Image ;;
+esac
+K="--kernel images/$KERNEL --initrd images/vsock.cpio"
 
 pass() { echo "PASS: $1"; }
 fail() {
@@ -40,7 +45,7 @@ lpid=$!
 wait_sock "${U}_5678"
 start=$(date +%s)
 ./sandbox boot $K --timeout 240 --vsock cid=3,uds=$U \
-	--cmdline "console=ttyAMA0 quiet -- /bin/vsock_probe both 1234 2 2 5678 hello-host" \
+	--cmdline "console=$CONSOLE quiet -- /bin/vsock_probe both 1234 2 2 5678 hello-host" \
 	>/tmp/g1.log 2>&1 &
 gpid=$!
 wait_sock $U
@@ -59,7 +64,7 @@ expect /tmp/g1.log "vsock-probe: ok" "the guest program succeeded"
 # 2. No listener on either side: a guest connect is refused, a host CONNECT closed.
 U=/tmp/v2.sock
 ./sandbox boot $K --timeout 120 --vsock cid=3,uds=$U \
-	--cmdline "console=ttyAMA0 quiet -- /bin/vsock_probe send 2 9999 nobody" \
+	--cmdline "console=$CONSOLE quiet -- /bin/vsock_probe send 2 9999 nobody" \
 	>/tmp/g2.log 2>&1
 expect /tmp/g2.log "FAIL connect 2:9999: Connection reset by peer" "a guest connect to nobody is reset" /tmp/g2.log
 
@@ -71,7 +76,7 @@ hpid=$!
 wait_sock "${U}_5679"
 ./sandbox snapshot create -o /tmp/vsock.snap --ready-line "vsock-probe: ready" $K \
 	--vsock cid=3,uds=$U \
-	--cmdline "console=ttyAMA0 quiet -- /bin/vsock_probe snap 1234 2 5679" \
+	--cmdline "console=$CONSOLE quiet -- /bin/vsock_probe snap 1234 2 5679" \
 	>/tmp/snap.log 2>&1
 echo "snapshot create exit status: $?"
 kill $hpid
@@ -95,7 +100,7 @@ lpid=$!
 wait_sock "${U}_5680"
 ./sandbox snapshot create -o /tmp/vsock2.snap --continue --ready-line "vsock-probe: ready" \
 	$K --vsock cid=3,uds=$U \
-	--cmdline "console=ttyAMA0 quiet -- /bin/vsock_probe pause 2 5680" \
+	--cmdline "console=$CONSOLE quiet -- /bin/vsock_probe pause 2 5680" \
 	>/tmp/c.log 2>&1
 echo "snapshot create --continue exit status: $?"
 wait $lpid
