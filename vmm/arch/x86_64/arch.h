@@ -42,7 +42,7 @@
  *  0xfffb_c000   KVM's identity-map page, then its TSS (3 pages)
  *
  * Port I/O: the 16550A UART at 0x3f8 (IRQ 4) and the i8042 at 0x60-0x64;
- * the PIC, PIT and speaker port are KVM's. Interrupt lines are ISA IRQs /
+ * the PICs are KVM's (there is no PIT). Interrupt lines are ISA IRQs /
  * IOAPIC pins: the MP table maps ISA IRQ n to pin n, edge-triggered.
  */
 #define X86_WARM_RESET_FLAG 0x472ULL

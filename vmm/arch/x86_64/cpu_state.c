@@ -102,7 +102,6 @@ void x86_state__put_vm(struct state_buf *b, const struct x86_vm_state *s)
 	state__put_u32(b, VM_TAG);
 	for (i = 0; i < 3; i++)
 		put_struct(b, &s->chips[i], sizeof(s->chips[i]));
-	put_struct(b, &s->pit, sizeof(s->pit));
 	put_struct(b, &s->clock, sizeof(s->clock));
 	state__put_u32(b, s->tsc_khz);
 }
@@ -119,7 +118,6 @@ int x86_state__get_vm(struct state_reader *r, struct x86_vm_state *s)
 		if (!state__rerr(r) && s->chips[i].chip_id != i)
 			return -EBADMSG;
 	}
-	get_struct(r, &s->pit, sizeof(s->pit));
 	get_struct(r, &s->clock, sizeof(s->clock));
 	s->tsc_khz = state__get_u32(r);
 	if (!state__rerr(r) && !s->tsc_khz)

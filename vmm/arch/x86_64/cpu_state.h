@@ -35,10 +35,9 @@ struct x86_vcpu_state {
 	struct kvm_vcpu_events events;
 };
 
-/* The VM-wide part: both PICs and the IOAPIC, the PIT, kvmclock, TSC rate. */
+/* The VM-wide part: both PICs and the IOAPIC, kvmclock, TSC rate (there is no PIT). */
 struct x86_vm_state {
 	struct kvm_irqchip chips[3]; /* KVM_IRQCHIP_PIC_MASTER, _SLAVE, _IOAPIC */
-	struct kvm_pit_state2 pit;
 	struct kvm_clock_data clock;
 	uint32_t tsc_khz;
 };

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// x86_64 snapshot state: each vCPU's registers, FPU, MSRs, LAPIC and events; PICs, IOAPIC, PIT, kvmclock.
+// x86_64 snapshot state: each vCPU's registers, FPU, MSRs, LAPIC and events; PICs, IOAPIC, kvmclock.
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +42,8 @@ static int get_msr_list(struct vm *vm)
 		pr_err("KVM_GET_MSR_INDEX_LIST: %s", strerror(-err));
 	} else {
 		msr_list.nr = l->nmsrs;
-		memcpy(msr_list.idx, l->indices, l->nmsrs * sizeof(l->indices[0]));
+		memcpy(msr_list.idx, l->indices,
+		       l->nmsrs * sizeof(l->indices[0]));
 		msr_list.done = true;
 	}
 	free(l);
@@ -263,9 +264,6 @@ static int save_vm(struct vm *vm, struct state_buf *b)
 		if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &s.chips[i]) < 0)
 			goto fail;
 	}
-	what = "KVM_GET_PIT2";
-	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &s.pit) < 0)
-		goto fail;
 	what = "KVM_GET_CLOCK";
 	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &s.clock) < 0)
 		goto fail;
@@ -291,9 +289,6 @@ static int restore_vm(struct vm *vm, const struct x86_vm_state *s)
 	for (i = 0; i < 3; i++)
 		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &s->chips[i]) < 0)
 			goto fail;
-	what = "KVM_SET_PIT2";
-	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &s->pit) < 0)
-		goto fail;
 	/*
 	 * kvmclock goes on from where it was saved: guest time never runs
 	 * backwards and does not jump by the time the snapshot sat on disk.
