@@ -1,12 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
-# sandbox: one Makefile for the VMM, the guest images, the tests and the arm64 test host.
+# sandbox: one Makefile for the VMM, the guest images, the tests and the test hosts.
 #
 #   make                 sandbox for ARCH (default: this machine's), plus its guest images
 #   make ARCH=arm64      cross-build sandbox and the arm64 guest images
 #   make deps            install the Debian packages everything needs (root)
-#   make boot            boot the default guest (in the arm64 test host unless this is arm64 with KVM)
-#   make check           unit tests, format check, fuzzing, end-to-end tests in the arm64 test host,
-#                        then make bench QUICK=1 (the harness works; no speed is checked)
+#   make boot            boot the default guest of ARCH (in its test host unless this machine's
+#                        KVM runs that arch's guests)
+#   make demo            example functions through sandbox run, the same way
+#   make check           unit tests, format check, fuzzing, end-to-end tests in the arm64 and
+#                        x86_64 test hosts, then make bench QUICK=1 (the harness works; no speed
+#                        is checked)
 #   make bench           every benchmark against its peers: build/bench/report.md (QUICK=1: short)
 
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
@@ -74,7 +77,7 @@ KERNEL_x86_64 := vmlinux
 KERNEL := $(O)/images/$(KERNEL_$(ARCH))
 IMAGES := $(KERNEL) $(O)/images/initramfs.cpio $(O)/images/rootfs.ext4
 
-.PHONY: all deps images boot demo check unit fuzz e2e e2e-vsock e2e-pool bench bench-blk bench-snapshot bench-run bench-pool bench-ksm bench-boot bench-dedup format-check format clean FORCE
+.PHONY: all deps images boot demo check unit fuzz e2e e2e-vsock e2e-pool bench bench-arch bench-blk bench-snapshot bench-run bench-pool bench-ksm bench-boot bench-dedup format-check format clean FORCE
 .DEFAULT_GOAL := all
 .SECONDEXPANSION:
 
@@ -212,12 +215,24 @@ $(O)/tests/unixget: tests/e2e/unixget.c
 
 # Per arch A: e2e-A (boot, snapshots, restore, run), e2e-vsock-A, e2e-pool-A (a daemon, runs
 # through it, 1000 in a row for leaks, its teardown). e2e, e2e-vsock and e2e-pool run every arch.
+#
+# The x86_64 test host itself sometimes freezes (its kernel stops scheduling while it runs our
+# nested guests: about once in 200 to 400 restores; see docs/architecture.md). The runner then
+# ends with 124 (time limit) or 125 (test host failure), never with a test's failure status, and
+# e2e-A runs the suite once more, saying so. The x86_64 suite makes 60 runs in a row for leaks
+# instead of 200, and make check leaves out e2e-pool-x86_64 (1000 runs in a row).
+E2E_ENV_arm64 :=
+E2E_ENV_x86_64 := LEAK_RUNS=60
 define arch_e2e
 e2e-$(1):
 	$$(MAKE) ARCH=$(1) all
 	@mkdir -p $(BUILD)/$(1)/tests
 	cp tests/e2e/e2e.sh $(BUILD)/$(1)/tests/e2e.sh
-	tests/$(1)-host/run --timeout 600 -- sh /sandbox/tests/e2e.sh
+	@st=0; tests/$(1)-host/run --timeout 600 -- env $(E2E_ENV_$(1)) sh /sandbox/tests/e2e.sh || st=$$$$?; \
+	if [ $$$$st -eq 124 ] || [ $$$$st -eq 125 ]; then \
+		echo "e2e-$(1): the $(1) test host did not finish (status $$$$st: it froze or failed, no test did): running the suite once more" >&2; \
+		tests/$(1)-host/run --timeout 600 -- env $(E2E_ENV_$(1)) sh /sandbox/tests/e2e.sh; \
+	else exit $$$$st; fi
 
 e2e-vsock-$(1):
 	$$(MAKE) ARCH=$(1) all $(BUILD)/$(1)/images/vsock.cpio $(BUILD)/$(1)/vsock_host
@@ -241,7 +256,7 @@ check: format-check unit
 	$(MAKE) fuzz FUZZ_TIME=20
 	$(MAKE) e2e
 	$(MAKE) e2e-vsock
-	$(MAKE) e2e-pool
+	$(MAKE) e2e-pool-arm64
 	$(MAKE) bench QUICK=1
 
 # Whether this machine's KVM runs ARCH's guests itself: scripts/kvm-runs-guests. Otherwise
@@ -292,6 +307,11 @@ bench-ksm:
 # RUNS=N, WARMUP=N, QUICK=1 on the make command line reach bench/boot through the environment.
 bench-boot:
 	bench/boot $(BENCH_BOOT_ARGS)
+
+# Boot, restore and sandbox run on both arches, each in its test host: build/bench-arch/arch.md.
+# RUNS=N, QUICK=1 on the make command line reach bench/arch through the environment.
+bench-arch:
+	bench/arch
 
 # LEVELS="...", QUICK=1 on the make command line reach bench/dedup through the environment.
 bench-dedup:
