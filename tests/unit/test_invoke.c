@@ -1203,8 +1203,11 @@ Test(invoke, an_agent_that_goes_away_early_is_a_reset)
 	/* In the middle of a frame, and between frames. */
 	cr_assert_eq(run_against(b, off - 1, false, true, &res, -1),
 		     -ECONNRESET);
+	/*
+	 * Whether STARTED was read before the host's write met the closed
+	 * socket is a race, so res.started_ns is not checked here.
+	 */
 	cr_assert_eq(run_against(b, off, false, true, &res, -1), -ECONNRESET);
-	cr_assert_gt(res.started_ns, 0);
 }
 
 Test(invoke, an_agent_error_after_started_ends_the_invocation)
