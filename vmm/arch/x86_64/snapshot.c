@@ -15,41 +15,24 @@ uint32_t vm__arch_snap_id(void)
 	return SNAP_ARCH_X86_64;
 }
 
-/* The MSRs KVM saves and restores for us; fetched once per process. */
-static struct {
-	pthread_mutex_t lock;
-	uint32_t nr;
-	uint32_t idx[X86_MAX_MSRS];
-	bool done;
-} msr_list = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-static int get_msr_list(struct vm *vm)
+/* The MSRs KVM saves and restores for us, into *@out (the caller frees it). 0 or -errno. */
+static int get_msr_list(struct vm *vm, struct kvm_msr_list **out)
 {
 	struct kvm_msr_list *l;
-	int err = 0;
+	int err;
 
-	pthread_mutex_lock(&msr_list.lock);
-	if (msr_list.done)
-		goto out;
 	l = calloc(1, sizeof(*l) + X86_MAX_MSRS * sizeof(l->indices[0]));
-	if (!l) {
-		err = -ENOMEM;
-		goto out;
-	}
+	if (!l)
+		return -ENOMEM;
 	l->nmsrs = X86_MAX_MSRS;
 	if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, l) < 0) {
 		err = -errno;
 		pr_err("KVM_GET_MSR_INDEX_LIST: %s", strerror(-err));
-	} else {
-		msr_list.nr = l->nmsrs;
-		memcpy(msr_list.idx, l->indices,
-		       l->nmsrs * sizeof(l->indices[0]));
-		msr_list.done = true;
+		free(l);
+		return err;
 	}
-	free(l);
-out:
-	pthread_mutex_unlock(&msr_list.lock);
-	return err;
+	*out = l;
+	return 0;
 }
 
 /*
@@ -57,20 +40,21 @@ out:
  * read (some the list names depend on CPU features the guest lacks): that
  * one is left out and the read goes on after it.
  */
-static int get_msrs(struct vcpu *vcpu, struct x86_vcpu_state *s)
+static int get_msrs(struct vcpu *vcpu, const struct kvm_msr_list *list,
+		    struct x86_vcpu_state *s)
 {
 	struct kvm_msrs *m;
 	uint32_t i, done = 0;
 	int ret = 0;
 
-	m = calloc(1, sizeof(*m) + msr_list.nr * sizeof(m->entries[0]));
+	m = calloc(1, sizeof(*m) + list->nmsrs * sizeof(m->entries[0]));
 	if (!m)
 		return -ENOMEM;
 	s->nr_msrs = 0;
-	while (done < msr_list.nr) {
-		m->nmsrs = msr_list.nr - done;
+	while (done < list->nmsrs) {
+		m->nmsrs = list->nmsrs - done;
 		for (i = 0; i < m->nmsrs; i++) {
-			m->entries[i].index = msr_list.idx[done + i];
+			m->entries[i].index = list->indices[done + i];
 			m->entries[i].data = 0;
 		}
 		ret = ioctl(vcpu->fd, KVM_GET_MSRS, m);
@@ -106,7 +90,8 @@ static int get_xsave(struct vcpu *vcpu, struct x86_vcpu_state *s)
 	return 0;
 }
 
-static int save_vcpu(struct vcpu *vcpu, struct state_buf *b)
+static int save_vcpu(struct vcpu *vcpu, const struct kvm_msr_list *list,
+		     struct state_buf *b)
 {
 	struct x86_vcpu_state *s;
 	struct kvm_cpuid2 *c;
@@ -150,7 +135,7 @@ static int save_vcpu(struct vcpu *vcpu, struct state_buf *b)
 	if (ioctl(vcpu->fd, KVM_GET_LAPIC, &s->lapic) < 0)
 		goto fail;
 	what = "KVM_GET_MSRS";
-	err = get_msrs(vcpu, s);
+	err = get_msrs(vcpu, list, s);
 	if (err)
 		goto out;
 	what = "KVM_GET_VCPU_EVENTS";
@@ -307,19 +292,18 @@ fail:
 int vm__arch_save(struct vm *vm, struct state_buf *vcpus,
 		  struct state_buf *irqchip)
 {
+	struct kvm_msr_list *list = NULL;
 	unsigned int i;
 	int err;
 
-	err = get_msr_list(vm);
+	err = get_msr_list(vm, &list);
 	if (err)
 		return err;
 	state__put_u32(vcpus, vm->nr_vcpus);
-	for (i = 0; i < vm->nr_vcpus; i++) {
-		err = save_vcpu(&vm->vcpus[i], vcpus);
-		if (err)
-			return err;
-	}
-	return save_vm(vm, irqchip);
+	for (i = 0, err = 0; !err && i < vm->nr_vcpus; i++)
+		err = save_vcpu(&vm->vcpus[i], list, vcpus);
+	free(list);
+	return err ? err : save_vm(vm, irqchip);
 }
 
 int vm__arch_restore(struct vm *vm, struct state_reader *vcpus,
