@@ -219,34 +219,36 @@ $(O)/tests/unixget: tests/e2e/unixget.c
 # The x86_64 test host itself sometimes freezes (its kernel stops scheduling while it runs our
 # nested guests: about once in 200 to 400 restores; see docs/architecture.md). The runner then
 # ends with 124 (time limit) or 125 (test host failure), never with a test's failure status, and
-# e2e-A runs the suite again, saying so, up to 3 times in all. The x86_64 suite makes 60 runs in
-# a row for leaks instead of 200 and gets 420 s per attempt (it takes about 5 minutes), and make
-# check leaves out e2e-pool-x86_64 (1000 runs in a row).
+# each suite runs again, saying so, up to 3 times in all (host_retry). The x86_64 suite makes 60
+# runs in a row for leaks instead of 200 and gets 420 s per attempt (it takes about 5 minutes),
+# and make check leaves out e2e-pool-x86_64 (1000 runs in a row).
 E2E_ENV_arm64 :=
 E2E_ENV_x86_64 := LEAK_RUNS=60
 E2E_TIMEOUT_arm64 := 600
 E2E_TIMEOUT_x86_64 := 420
+# $(call host_retry,A,TIMEOUT,CMD): CMD in A's test host, again while the runner says 124 or 125.
+host_retry = for try in 1 2 3; do \
+		st=0; tests/$(1)-host/run --timeout $(2) -- $(3) || st=$$?; \
+		if [ $$st -ne 124 ] && [ $$st -ne 125 ]; then exit $$st; fi; \
+		echo "$@: attempt $$try: the $(1) test host did not finish (status $$st: it froze or failed, no test did)" >&2; \
+	done; exit 125
 define arch_e2e
 e2e-$(1):
 	$$(MAKE) ARCH=$(1) all
 	@mkdir -p $(BUILD)/$(1)/tests
 	cp tests/e2e/e2e.sh $(BUILD)/$(1)/tests/e2e.sh
-	@for try in 1 2 3; do \
-		st=0; tests/$(1)-host/run --timeout $(E2E_TIMEOUT_$(1)) -- env $(E2E_ENV_$(1)) sh /sandbox/tests/e2e.sh || st=$$$$?; \
-		if [ $$$$st -ne 124 ] && [ $$$$st -ne 125 ]; then exit $$$$st; fi; \
-		echo "e2e-$(1): attempt $$$$try: the $(1) test host did not finish (status $$$$st: it froze or failed, no test did)" >&2; \
-	done; exit 125
+	@$$(call host_retry,$(1),$(E2E_TIMEOUT_$(1)),env $(E2E_ENV_$(1)) sh /sandbox/tests/e2e.sh)
 
 e2e-vsock-$(1):
 	$$(MAKE) ARCH=$(1) all $(BUILD)/$(1)/images/vsock.cpio $(BUILD)/$(1)/vsock_host
 	cp tests/guest/vsock_e2e.sh $(BUILD)/$(1)/vsock_e2e.sh
-	tests/$(1)-host/run --timeout 600 -- sh /sandbox/vsock_e2e.sh
+	@$$(call host_retry,$(1),600,sh /sandbox/vsock_e2e.sh)
 
 e2e-pool-$(1):
 	$$(MAKE) ARCH=$(1) all $(BUILD)/$(1)/tests/unixget
 	@mkdir -p $(BUILD)/$(1)/tests
 	cp tests/e2e/pool.sh $(BUILD)/$(1)/tests/pool.sh
-	tests/$(1)-host/run --timeout 1500 -- sh /sandbox/tests/pool.sh
+	@$$(call host_retry,$(1),1500,sh /sandbox/tests/pool.sh)
 endef
 $(foreach a,$(TEST_ARCHES),$(eval $(call arch_e2e,$(a))))
 
