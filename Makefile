@@ -54,7 +54,7 @@ endif
 SRCS := launcher/main.c launcher/cli.c launcher/common.c \
 	launcher/snapshot_cmd.c launcher/run.c launcher/invoke.c images/agent/proto.c \
 	vmm/vm.c vmm/vcpu.c vmm/bus.c vmm/mem.c vmm/loader.c vmm/log.c \
-	devices/pl011.c devices/pvpanic.c devices/blk_engine.c \
+	devices/pl011.c devices/console_io.c devices/pvpanic.c devices/blk_engine.c \
 	devices/virtio/virtq.c devices/virtio/mmio.c devices/virtio/blk.c \
 	devices/virtio/blk_req.c devices/virtio/vsock.c devices/virtio/vsock_mux.c \
 	snapshot/snap.c snapshot/pager.c snapshot/analyze.c vmm/state.c vmm/vm_snapshot.c \
@@ -132,7 +132,7 @@ $(O)/images/rootfs.ext4: $(O)/images/init images/mkrootfs
 # --- tests ---------------------------------------------------------------------
 UNIT_TESTS := $(wildcard tests/unit/test_*.c)
 UNIT_SRCS := launcher/cli.c vmm/bus.c vmm/mem.c vmm/log.c devices/pl011.c \
-	devices/uart16550.c devices/i8042.c vmm/arch/x86_64/boot.c vmm/arch/x86_64/cpu_state.c \
+	devices/console_io.c devices/uart16550.c devices/i8042.c vmm/arch/x86_64/boot.c vmm/arch/x86_64/cpu_state.c \
 	devices/blk_engine.c devices/virtio/virtq.c devices/virtio/blk_req.c \
 	devices/virtio/mmio.c devices/virtio/vsock.c devices/virtio/vsock_mux.c \
 	snapshot/snap.c snapshot/pager.c snapshot/analyze.c vmm/state.c launcher/invoke.c pool/proto.c images/agent/proto.c images/agent/agent.c \
@@ -160,7 +160,7 @@ FUZZ_LIBS_snap := -lzstd -lxxhash
 FUZZ_SRCS_vsock := tests/fuzz/fuzz_vsock.c devices/virtio/vsock_mux.c \
 	devices/virtio/virtq.c vmm/mem.c vmm/log.c vmm/state.c
 FUZZ_SRCS_state := tests/fuzz/fuzz_state.c tests/unit/fakes.c devices/virtio/mmio.c \
-	devices/virtio/virtq.c devices/pl011.c vmm/mem.c vmm/log.c vmm/state.c
+	devices/virtio/virtq.c devices/pl011.c devices/console_io.c vmm/mem.c vmm/log.c vmm/state.c
 FUZZ_LIBS_state := -lfdt -lpthread
 FUZZ_SRCS_pool_proto := tests/fuzz/fuzz_pool_proto.c pool/proto.c
 FUZZ_SRCS_x86_boot := tests/fuzz/fuzz_x86_boot.c vmm/arch/x86_64/boot.c vmm/arch/x86_64/cpu_state.c \

@@ -2,16 +2,14 @@
 // PL011 UART emulation: registers, a receive FIFO fed from a host fd, level interrupts.
 #include <errno.h>
 #include <libfdt.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "../vmm/log.h"
 #include "../vmm/state.h"
+#include "console_io.h"
 #include "pl011.h"
 
 /* Register offsets (PL011 TRM, DDI 0183). */
@@ -44,14 +42,6 @@
 #define LCRH_FEN (1U << 4)
 
 #define FIFO_DEPTH 32
-/*
- * Transmitted bytes wait here for the writer thread: a vCPU never blocks on
- * the host's console (a stalled pipe would make it unkickable). While it is
- * full the guest sees TXFF and polls, each poll an MMIO exit.
- */
-#define TX_BUF 4096
-/* At teardown, how long the writer may still try to flush to a stalled console. */
-#define TX_FLUSH_MS 1000
 
 /* PeriphID0-3 then PCellID0-3: an r1p5 PL011, as the AMBA bus expects. */
 static const uint8_t pl011_ids[8] = { 0x11, 0x10, 0x14, 0x00,
@@ -59,24 +49,12 @@ static const uint8_t pl011_ids[8] = { 0x11, 0x10, 0x14, 0x00,
 
 struct pl011 {
 	struct device dev;
-	pthread_mutex_t lock;
-	pthread_cond_t room; /* signalled when the guest drains the FIFO */
+	pthread_mutex_t lock; /* guards the registers, the FIFO and con */
 	uint8_t fifo[FIFO_DEPTH];
 	unsigned int head, count;
 	uint32_t ris, imsc, lcr_h, cr, ibrd, fbrd, ifls, ilpr, dmacr;
 	bool line; /* last level driven on the interrupt line */
-	int in_fd, out_fd;
-	int stop_fd; /* eventfd telling the receive thread to end */
-	pthread_t rx_thread;
-	bool rx_started;
-	bool closing;
-	bool paused; /* the receive thread holds input back */
-	pthread_cond_t tx_ready; /* signalled when bytes wait in tx */
-	uint8_t tx[TX_BUF];
-	unsigned int tx_head, tx_count;
-	bool tx_dead; /* the console failed: bytes are dropped */
-	pthread_t tx_thread;
-	bool tx_started;
+	struct console_io con; /* the host fds and their threads */
 };
 
 static unsigned int fifo_depth(const struct pl011 *u)
@@ -134,7 +112,7 @@ static uint32_t read_dr(struct pl011 *u)
 	u->count--;
 	if (!u->count)
 		u->ris &= ~(INT_RX | INT_RT);
-	pthread_cond_signal(&u->room);
+	console_io__wake_rx(&u->con);
 	update_irq(u);
 	return c;
 }
@@ -151,8 +129,12 @@ static uint32_t read_reg(struct pl011 *u, uint64_t off)
 	case UARTRSR:
 		return 0;
 	case UARTFR:
-		fr = u->tx_count ? 0 : FR_TXFE;
-		if (u->tx_count == TX_BUF)
+		/*
+		 * The host buffer stands for the transmit FIFO: while it is
+		 * full the guest sees TXFF and polls, each poll an MMIO exit.
+		 */
+		fr = console_io__tx_queued(&u->con) ? 0 : FR_TXFE;
+		if (!console_io__tx_room(&u->con))
 			fr |= FR_TXFF;
 		if (!u->count)
 			fr |= FR_RXFE;
@@ -184,69 +166,13 @@ static uint32_t read_reg(struct pl011 *u, uint64_t off)
 	}
 }
 
-/* Called with the lock held. */
-static void transmit(struct pl011 *u, uint8_t c)
-{
-	if (u->tx_dead || u->tx_count == TX_BUF)
-		return;
-	u->tx[(u->tx_head + u->tx_count) % TX_BUF] = c;
-	u->tx_count++;
-	pthread_cond_signal(&u->tx_ready);
-}
-
-static void *tx_thread(void *arg)
-{
-	struct pl011 *u = arg;
-
-	pthread_mutex_lock(&u->lock);
-	for (;;) {
-		struct pollfd pfd = { .fd = u->out_fd, .events = POLLOUT };
-		unsigned int len;
-		bool closing;
-		ssize_t n;
-		int r;
-
-		while (!u->tx_count && !u->closing)
-			pthread_cond_wait(&u->tx_ready, &u->lock);
-		if (!u->tx_count)
-			break;
-		len = u->tx_count;
-		if (len > TX_BUF - u->tx_head)
-			len = TX_BUF - u->tx_head;
-		closing = u->closing;
-		pthread_mutex_unlock(&u->lock);
-		/*
-		 * POLLOUT first: a write of at most a page to a pipe with
-		 * room then completes without blocking, so teardown is never
-		 * held up for longer than TX_FLUSH_MS.
-		 */
-		r = poll(&pfd, 1, closing ? TX_FLUSH_MS : 200);
-		n = r > 0 ? write(u->out_fd, &u->tx[u->tx_head], len) : 0;
-		pthread_mutex_lock(&u->lock);
-		if ((r == 0 && closing) ||
-		    (n < 0 && errno != EINTR && errno != EAGAIN)) {
-			/* The console is gone or stuck: keep the guest running, drop output. */
-			u->tx_dead = true;
-			u->tx_count = 0;
-		} else if (n > 0) {
-			u->tx_head = (u->tx_head + (unsigned int)n) % TX_BUF;
-			u->tx_count -= (unsigned int)n;
-		}
-		/* Room again: a driver waiting for TX gets its interrupt. */
-		u->ris |= INT_TX;
-		update_irq(u);
-	}
-	pthread_mutex_unlock(&u->lock);
-	return NULL;
-}
-
 static void write_reg(struct pl011 *u, uint64_t off, uint32_t v)
 {
 	switch (off) {
 	case UARTDR:
-		transmit(u, (uint8_t)v);
+		console_io__put(&u->con, (uint8_t)v);
 		/* Below the trigger level while the buffer has room, as a FIFO would be. */
-		if (u->tx_count < TX_BUF)
+		if (console_io__tx_room(&u->con))
 			u->ris |= INT_TX;
 		else
 			u->ris &= ~INT_TX;
@@ -267,7 +193,7 @@ static void write_reg(struct pl011 *u, uint64_t off, uint32_t v)
 		if ((u->lcr_h ^ v) & LCRH_FEN) {
 			u->count = 0;
 			u->ris &= ~(INT_RX | INT_RT);
-			pthread_cond_signal(&u->room);
+			console_io__wake_rx(&u->con);
 		}
 		u->lcr_h = v & 0xff;
 		break;
@@ -330,69 +256,34 @@ static void pl011_mmio_write(struct device *dev, uint64_t off, const void *data,
 	pthread_mutex_unlock(&u->lock);
 }
 
-static void *rx_thread(void *arg)
+/* The receive thread's hook: input the FIFO takes. */
+static size_t console_receive(struct console_io *con, const uint8_t *buf,
+			      size_t len)
 {
-	struct pl011 *u = arg;
-	struct pollfd pfd[2] = {
-		{ .fd = u->in_fd, .events = POLLIN },
-		{ .fd = u->stop_fd, .events = POLLIN },
-	};
-	uint8_t buf[FIFO_DEPTH];
-
-	for (;;) {
-		ssize_t n;
-		size_t done = 0;
-
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (pfd[1].revents)
-			break;
-		n = read(u->in_fd, buf, sizeof(buf));
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			break;
-		/*
-		 * Hold back the host until the guest makes room (no byte is
-		 * dropped), and deliver nothing while the VM is paused.
-		 */
-		pthread_mutex_lock(&u->lock);
-		while (!u->closing) {
-			if (!u->paused)
-				done += receive_locked(u, buf + done, n - done);
-			if (done == (size_t)n)
-				break;
-			pthread_cond_wait(&u->room, &u->lock);
-		}
-		pthread_mutex_unlock(&u->lock);
-	}
-	return NULL;
+	return receive_locked(container_of(con, struct pl011, con), buf, len);
 }
+
+/* The writer thread's hook: room again, so a driver waiting for TX gets its interrupt. */
+static void console_tx_progress(struct console_io *con)
+{
+	struct pl011 *u = container_of(con, struct pl011, con);
+
+	u->ris |= INT_TX;
+	update_irq(u);
+}
+
+static const struct console_io_ops pl011_console_ops = {
+	.name = "pl011",
+	.rx_chunk = FIFO_DEPTH,
+	.receive = console_receive,
+	.tx_progress = console_tx_progress,
+};
 
 static void pl011_destroy(struct device *dev)
 {
 	struct pl011 *u = container_of(dev, struct pl011, dev);
-	uint64_t one = 1;
 
-	pthread_mutex_lock(&u->lock);
-	u->closing = true;
-	pthread_cond_signal(&u->room);
-	pthread_cond_signal(&u->tx_ready);
-	pthread_mutex_unlock(&u->lock);
-	if (u->tx_started)
-		pthread_join(u->tx_thread, NULL);
-	if (u->rx_started) {
-		if (write(u->stop_fd, &one, sizeof(one)) < 0)
-			pr_debug("pl011: cannot signal the receive thread");
-		pthread_join(u->rx_thread, NULL);
-	}
-	if (u->stop_fd >= 0)
-		close(u->stop_fd);
-	pthread_cond_destroy(&u->room);
-	pthread_cond_destroy(&u->tx_ready);
+	console_io__exit(&u->con);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
 }
@@ -440,22 +331,13 @@ static int pl011_save(struct device *dev, struct state_buf *b)
 
 static int pl011_pause(struct device *dev)
 {
-	struct pl011 *u = container_of(dev, struct pl011, dev);
-
-	pthread_mutex_lock(&u->lock);
-	u->paused = true;
-	pthread_mutex_unlock(&u->lock);
+	console_io__pause(&container_of(dev, struct pl011, dev)->con);
 	return 0;
 }
 
 static void pl011_resume(struct device *dev)
 {
-	struct pl011 *u = container_of(dev, struct pl011, dev);
-
-	pthread_mutex_lock(&u->lock);
-	u->paused = false;
-	pthread_cond_broadcast(&u->room);
-	pthread_mutex_unlock(&u->lock);
+	console_io__resume(&container_of(dev, struct pl011, dev)->con);
 }
 
 static int pl011_restore(struct device *dev, struct state_reader *r)
@@ -505,7 +387,7 @@ static int pl011_restore(struct device *dev, struct state_reader *r)
 	u->line = level;
 	if (irq__set_level(u->dev.vm, (uint32_t)u->dev.irq, level) < 0)
 		pr_debug("pl011: cannot set interrupt line %d", u->dev.irq);
-	pthread_cond_broadcast(&u->room);
+	console_io__wake_rx(&u->con);
 	pthread_mutex_unlock(&u->lock);
 	return 0;
 }
@@ -544,34 +426,17 @@ int pl011__new(struct vm *vm, uint64_t base, uint32_t irq, int in_fd,
 	u->dev.base = base;
 	u->dev.size = PL011_MMIO_SIZE;
 	u->dev.irq = (int)irq;
-	u->in_fd = in_fd;
-	u->out_fd = out_fd;
-	u->stop_fd = -1;
 	/* Reset values from the TRM: TX and RX enabled, UART enabled, FIFOs half full. */
 	u->cr = 0x300;
 	u->ifls = 0x12;
 	pthread_mutex_init(&u->lock, NULL);
-	pthread_cond_init(&u->room, NULL);
-	pthread_cond_init(&u->tx_ready, NULL);
-	err = -pthread_create(&u->tx_thread, NULL, tx_thread, u);
-	if (err)
-		goto fail;
-	u->tx_started = true;
-	if (in_fd >= 0) {
-		u->stop_fd = eventfd(0, EFD_CLOEXEC);
-		if (u->stop_fd < 0) {
-			err = -errno;
-			goto fail;
-		}
-		err = -pthread_create(&u->rx_thread, NULL, rx_thread, u);
-		if (err)
-			goto fail;
-		u->rx_started = true;
+	/* Last: its threads may call the hooks at once. */
+	err = console_io__init(&u->con, &pl011_console_ops, &u->lock, in_fd,
+			       out_fd);
+	if (err) {
+		pl011_destroy(&u->dev);
+		return err;
 	}
 	*out = u;
 	return 0;
-fail:
-	pr_err("pl011: cannot start the console threads: %s", strerror(-err));
-	pl011_destroy(&u->dev);
-	return err;
 }

@@ -1,17 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // 16550A UART emulation: registers, FIFOs fed from and drained to host fds, the interrupt line.
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "../vmm/log.h"
 #include "../vmm/state.h"
+#include "console_io.h"
 #include "uart16550.h"
 
 /* Register offsets and bits (Linux include/uapi/linux/serial_reg.h). */
@@ -79,16 +77,6 @@
 
 #define FIFO_DEPTH 16 /* both FIFOs of a 16550A; Linux's tx_loadsz */
 /*
- * Transmitted bytes wait here for the writer thread: a vCPU never blocks on
- * the host's console (a stalled pipe would make it unkickable). THRE is
- * reported while a FIFO load still fits, so a driver that writes 16 bytes
- * per THRE interrupt never loses one; when the console stalls the guest
- * sees a busy transmitter.
- */
-#define TX_BUF 4096
-/* At teardown, how long the writer may still try to flush to a stalled console. */
-#define TX_FLUSH_MS 1000
-/*
  * The transmitter counts as empty again the moment a byte is buffered, but
  * raising THRE right then, while the driver is still filling the FIFO,
  * would latch a second edge that arrives after the handler found nothing
@@ -106,8 +94,7 @@
 
 struct uart16550 {
 	struct device dev;
-	pthread_mutex_t lock;
-	pthread_cond_t room; /* the receive thread may deliver again */
+	pthread_mutex_t lock; /* guards the registers, the FIFO and con */
 	uint8_t rx[FIFO_DEPTH];
 	unsigned int rx_head, rx_count;
 	uint8_t ier, lcr, mcr, scr, dll, dlm, fcr;
@@ -117,18 +104,8 @@ struct uart16550 {
 	bool draining; /* THR written since the THRE interrupt: see read_iir() */
 	uint64_t drain_since; /* CLOCK_MONOTONIC ns of the last such write */
 	bool line; /* last level driven on the interrupt line */
-	int in_fd, out_fd;
-	int stop_fd; /* eventfd telling the receive thread to end */
-	pthread_t rx_thread;
-	bool rx_started;
-	bool closing;
-	bool paused; /* no input delivered, no interrupt raised by a thread */
-	pthread_cond_t tx_ready; /* bytes queued, or a drain to time */
-	uint8_t tx[TX_BUF];
-	unsigned int tx_head, tx_count;
-	bool tx_dead; /* the console failed: bytes are dropped */
-	pthread_t tx_thread;
-	bool tx_started;
+	/* The host fds and their threads; paused, no thread raises an interrupt. */
+	struct console_io con;
 };
 
 static uint64_t now_ns(void)
@@ -144,10 +121,16 @@ static unsigned int rx_depth(const struct uart16550 *u)
 	return (u->fcr & FCR_ENABLE) ? FIFO_DEPTH : 1;
 }
 
+/*
+ * THRE is reported while a FIFO load still fits in the host buffer, so a
+ * driver that writes 16 bytes per THRE interrupt never loses one; when the
+ * console stalls the guest sees a busy transmitter. A failed console keeps
+ * the buffer empty.
+ */
 static bool thr_empty(const struct uart16550 *u)
 {
-	return (u->mcr & MCR_LOOP) || u->tx_dead ||
-	       TX_BUF - u->tx_count >= FIFO_DEPTH;
+	return (u->mcr & MCR_LOOP) ||
+	       console_io__tx_room(&u->con) >= FIFO_DEPTH;
 }
 
 /* The highest-priority pending interrupt, without the side effects of reading IIR. */
@@ -234,7 +217,7 @@ static void clear_rx(struct uart16550 *u)
 {
 	u->rx_head = 0;
 	u->rx_count = 0;
-	pthread_cond_signal(&u->room);
+	console_io__wake_rx(&u->con);
 }
 
 static uint8_t read_rbr(struct uart16550 *u)
@@ -250,7 +233,7 @@ static uint8_t read_rbr(struct uart16550 *u)
 	 * wakeup per FIFO load, and the guest's handler drains whole loads.
 	 */
 	if (!--u->rx_count)
-		pthread_cond_signal(&u->room);
+		console_io__wake_rx(&u->con);
 	return c;
 }
 
@@ -329,11 +312,7 @@ static void transmit(struct uart16550 *u, uint8_t c)
 		}
 		return;
 	}
-	if (u->tx_dead || u->tx_count == TX_BUF)
-		return;
-	u->tx[(u->tx_head + u->tx_count) % TX_BUF] = c;
-	if (!u->tx_count++)
-		pthread_cond_signal(&u->tx_ready);
+	console_io__put(&u->con, c);
 }
 
 /* Called with the lock held: THRE goes pending once the transmitter drained. */
@@ -343,7 +322,7 @@ static void start_drain(struct uart16550 *u)
 	if (!u->draining) {
 		u->draining = true;
 		/* The writer may sleep untimed: it has a deadline to keep now. */
-		pthread_cond_signal(&u->tx_ready);
+		console_io__kick_tx(&u->con);
 	}
 }
 
@@ -409,7 +388,7 @@ static void write_reg(struct uart16550 *u, uint64_t off, uint8_t v)
 		break;
 	case REG_MCR:
 		if ((u->mcr & MCR_LOOP) && !(v & MCR_LOOP))
-			pthread_cond_signal(&u->room); /* the line is back */
+			console_io__wake_rx(&u->con); /* the line is back */
 		u->mcr = v & MCR_MASK;
 		set_modem_inputs(u);
 		break;
@@ -453,7 +432,7 @@ static void uart_write(struct device *dev, uint64_t off, const void *data,
 /* Called with the lock held: the fallback THRE interrupt once a drain is due. */
 static void finish_drain(struct uart16550 *u)
 {
-	if (!u->draining || u->paused || !thr_empty(u) ||
+	if (!u->draining || console_io__paused(&u->con) || !thr_empty(u) ||
 	    now_ns() - u->drain_since < THRE_DRAIN_NS)
 		return;
 	u->draining = false;
@@ -461,158 +440,58 @@ static void finish_drain(struct uart16550 *u)
 	update_irq(u);
 }
 
-/* Called with the lock held: sleeps until bytes wait, closing, or a drain is due. */
-static void wait_for_work(struct uart16550 *u)
+/* The receive thread's hook: input the FIFO takes. */
+static size_t console_receive(struct console_io *con, const uint8_t *buf,
+			      size_t len)
 {
-	while (!u->tx_count && !u->closing) {
-		uint64_t due;
-		struct timespec ts;
-
-		if (!u->draining || u->paused) {
-			pthread_cond_wait(&u->tx_ready, &u->lock);
-			continue;
-		}
-		finish_drain(u);
-		if (!u->draining)
-			continue;
-		due = u->drain_since + THRE_DRAIN_NS;
-		ts.tv_sec = (time_t)(due / 1000000000ULL);
-		ts.tv_nsec = (long)(due % 1000000000ULL);
-		pthread_cond_timedwait(&u->tx_ready, &u->lock, &ts);
-	}
+	return receive_locked(container_of(con, struct uart16550, con), buf,
+			      len);
 }
 
-static void *tx_thread(void *arg)
+/* The writer thread's hook: room again after a stall, so a driver waiting on THRE gets it. */
+static void console_tx_progress(struct console_io *con)
 {
-	struct uart16550 *u = arg;
-
-	pthread_mutex_lock(&u->lock);
-	for (;;) {
-		struct pollfd pfd = { .fd = u->out_fd, .events = POLLOUT };
-		unsigned int len;
-		bool closing;
-		ssize_t n;
-		int r;
-
-		wait_for_work(u);
-		if (!u->tx_count)
-			break;
-		len = u->tx_count;
-		if (len > TX_BUF - u->tx_head)
-			len = TX_BUF - u->tx_head;
-		closing = u->closing;
-		pthread_mutex_unlock(&u->lock);
-		/*
-		 * POLLOUT first: a write of at most a page to a pipe with
-		 * room then completes without blocking, so teardown is never
-		 * held up for longer than TX_FLUSH_MS.
-		 */
-		r = poll(&pfd, 1, closing ? TX_FLUSH_MS : 200);
-		n = r > 0 ? write(u->out_fd, &u->tx[u->tx_head], len) : 0;
-		pthread_mutex_lock(&u->lock);
-		if ((r == 0 && closing) ||
-		    (n < 0 && errno != EINTR && errno != EAGAIN)) {
-			/* The console is gone or stuck: keep the guest running, drop output. */
-			u->tx_dead = true;
-			u->tx_count = 0;
-		} else if (n > 0) {
-			u->tx_head = (u->tx_head + (unsigned int)n) % TX_BUF;
-			u->tx_count -= (unsigned int)n;
-		}
-		/* Room again after a stall: a driver waiting on THRE gets it. */
-		finish_drain(u);
-	}
-	pthread_mutex_unlock(&u->lock);
-	return NULL;
+	finish_drain(container_of(con, struct uart16550, con));
 }
 
-static void *rx_thread(void *arg)
+/* The writer thread's hook with nothing to write: when a drain falls due. */
+static uint64_t console_tx_idle(struct console_io *con)
 {
-	struct uart16550 *u = arg;
-	struct pollfd pfd[2] = {
-		{ .fd = u->in_fd, .events = POLLIN },
-		{ .fd = u->stop_fd, .events = POLLIN },
-	};
-	uint8_t buf[FIFO_DEPTH];
+	struct uart16550 *u = container_of(con, struct uart16550, con);
 
-	for (;;) {
-		ssize_t n;
-		size_t done = 0;
-
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (pfd[1].revents)
-			break;
-		n = read(u->in_fd, buf, sizeof(buf));
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			break;
-		/*
-		 * Hold back the host until the guest makes room (no byte is
-		 * dropped), and deliver nothing while the VM is paused or the
-		 * UART is in loopback.
-		 */
-		pthread_mutex_lock(&u->lock);
-		while (!u->closing) {
-			if (!u->paused)
-				done += receive_locked(u, buf + done, n - done);
-			if (done == (size_t)n)
-				break;
-			pthread_cond_wait(&u->room, &u->lock);
-		}
-		pthread_mutex_unlock(&u->lock);
-	}
-	return NULL;
+	if (!u->draining || console_io__paused(con))
+		return 0;
+	finish_drain(u);
+	return u->draining ? u->drain_since + THRE_DRAIN_NS : 0;
 }
+
+static const struct console_io_ops uart_console_ops = {
+	.name = "uart16550",
+	.rx_chunk = FIFO_DEPTH,
+	.receive = console_receive,
+	.tx_progress = console_tx_progress,
+	.tx_idle = console_tx_idle,
+};
 
 static void uart_destroy(struct device *dev)
 {
 	struct uart16550 *u = container_of(dev, struct uart16550, dev);
-	uint64_t one = 1;
 
-	pthread_mutex_lock(&u->lock);
-	u->closing = true;
-	pthread_cond_signal(&u->room);
-	pthread_cond_signal(&u->tx_ready);
-	pthread_mutex_unlock(&u->lock);
-	if (u->tx_started)
-		pthread_join(u->tx_thread, NULL);
-	if (u->rx_started) {
-		if (write(u->stop_fd, &one, sizeof(one)) < 0)
-			pr_debug("uart16550: cannot signal the receive thread");
-		pthread_join(u->rx_thread, NULL);
-	}
-	if (u->stop_fd >= 0)
-		close(u->stop_fd);
-	pthread_cond_destroy(&u->room);
-	pthread_cond_destroy(&u->tx_ready);
+	console_io__exit(&u->con);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
 }
 
 static int uart_pause(struct device *dev)
 {
-	struct uart16550 *u = container_of(dev, struct uart16550, dev);
-
-	pthread_mutex_lock(&u->lock);
-	u->paused = true;
-	pthread_mutex_unlock(&u->lock);
+	console_io__pause(&container_of(dev, struct uart16550, dev)->con);
 	return 0;
 }
 
+/* The writer looks again at a drain it put off while paused. */
 static void uart_resume(struct device *dev)
 {
-	struct uart16550 *u = container_of(dev, struct uart16550, dev);
-
-	pthread_mutex_lock(&u->lock);
-	u->paused = false;
-	pthread_cond_broadcast(&u->room);
-	pthread_cond_signal(&u->tx_ready);
-	pthread_mutex_unlock(&u->lock);
+	console_io__resume(&container_of(dev, struct uart16550, dev)->con);
 }
 
 /*
@@ -696,7 +575,7 @@ static int uart_restore(struct device *dev, struct state_reader *r)
 	u->line = level;
 	if (irq__set_level(u->dev.vm, (uint32_t)u->dev.irq, level) < 0)
 		pr_debug("uart16550: cannot set interrupt line %d", u->dev.irq);
-	pthread_cond_broadcast(&u->room);
+	console_io__wake_rx(&u->con);
 	pthread_mutex_unlock(&u->lock);
 	return 0;
 }
@@ -720,7 +599,6 @@ struct device *uart16550__device(struct uart16550 *uart)
 int uart16550__new(struct vm *vm, uint64_t base, uint32_t irq, int in_fd,
 		   int out_fd, struct uart16550 **out)
 {
-	pthread_condattr_t attr;
 	struct uart16550 *u;
 	int err;
 
@@ -733,41 +611,19 @@ int uart16550__new(struct vm *vm, uint64_t base, uint32_t irq, int in_fd,
 	u->dev.base = base;
 	u->dev.size = UART16550_PORTS;
 	u->dev.irq = (int)irq;
-	u->in_fd = in_fd;
-	u->out_fd = out_fd;
-	u->stop_fd = -1;
 	u->lcr = LCR_RESET;
 	u->mcr = MCR_RESET;
 	u->dll = DIVISOR_RESET;
 	set_modem_inputs(u);
 	u->msr &= ~MSR_DELTAS;
 	pthread_mutex_init(&u->lock, NULL);
-	pthread_cond_init(&u->room, NULL);
-	/* Drain deadlines are CLOCK_MONOTONIC: a clock step must not move them. */
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&u->tx_ready, &attr);
-	pthread_condattr_destroy(&attr);
-	err = -pthread_create(&u->tx_thread, NULL, tx_thread, u);
-	if (err)
-		goto fail;
-	u->tx_started = true;
-	if (in_fd >= 0) {
-		u->stop_fd = eventfd(0, EFD_CLOEXEC);
-		if (u->stop_fd < 0) {
-			err = -errno;
-			goto fail;
-		}
-		err = -pthread_create(&u->rx_thread, NULL, rx_thread, u);
-		if (err)
-			goto fail;
-		u->rx_started = true;
+	/* Last: its threads may call the hooks at once. */
+	err = console_io__init(&u->con, &uart_console_ops, &u->lock, in_fd,
+			       out_fd);
+	if (err) {
+		uart_destroy(&u->dev);
+		return err;
 	}
 	*out = u;
 	return 0;
-fail:
-	pr_err("uart16550: cannot start the console threads: %s",
-	       strerror(-err));
-	uart_destroy(&u->dev);
-	return err;
 }
