@@ -86,12 +86,6 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static bool page_is_zero(const uint8_t *p, size_t n)
-{
-	/* memcmp against itself shifted by one: libc's vectorised compare. */
-	return p[0] == 0 && !memcmp(p, p + 1, n - 1);
-}
-
 static bool hash_eq(XXH128_hash_t a, XXH128_hash_t b)
 {
 	return a.low64 == b.low64 && a.high64 == b.high64;
@@ -338,7 +332,7 @@ static int scan(struct ctx *c, unsigned int flags, unsigned int idx,
 					goto out;
 				w.no = p * ps / win_size;
 			}
-			if (page_is_zero(page, ps)) {
+			if (snap__page_is_zero(page, ps)) {
 				if (flags & SCAN_HASH) {
 					r->zero_pages++;
 					if (idx == 0)

@@ -45,18 +45,6 @@ struct pager {
 	struct pager_stats stats;
 };
 
-static bool page_is_zero(const void *p, size_t len)
-{
-	const uint64_t *w = p;
-	size_t i;
-
-	for (i = 0; i < len / 8; i += 8)
-		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] |
-		    w[i + 5] | w[i + 6] | w[i + 7])
-			return false;
-	return true;
-}
-
 static void count(struct pager *p, uint64_t faults, uint64_t copied,
 		  uint64_t zeroed, uint64_t bytes)
 {
@@ -90,7 +78,7 @@ static int start_eager(struct pager *p)
 		if (err)
 			return err;
 		for (j = 0; j < len; j += p->page_size) {
-			if (page_is_zero(p->buf + j, p->page_size))
+			if (snap__page_is_zero(p->buf + j, p->page_size))
 				continue;
 			memcpy(p->hva + off + j, p->buf + j, p->page_size);
 			bytes += p->page_size;

@@ -185,7 +185,7 @@ static bool test_bit(const uint64_t *bits, unsigned int i)
  * common case returns after one cache line; zero pages cost one pass at
  * memory bandwidth (the OR of eight words vectorizes). @p is 8-aligned.
  */
-static bool page_is_zero(const void *p, size_t len)
+bool snap__page_is_zero(const void *p, size_t len)
 {
 	const uint64_t *w = p;
 	size_t i, n = len / 8;
@@ -351,7 +351,7 @@ static unsigned int scan_chunk(struct mem_writer *mw, uint64_t i,
 
 	*npages = (unsigned int)(len / mw->page_size);
 	for (j = 0; j < *npages; j++) {
-		if (page_is_zero(page_at(mw, i, j), mw->page_size))
+		if (snap__page_is_zero(page_at(mw, i, j), mw->page_size))
 			bits[j / 64] |= 1ULL << (j % 64);
 		else
 			nz++;
@@ -1340,7 +1340,7 @@ static int check_raw_holes(struct snap *s)
 				(unsigned int)(p % s->info.chunk_size / ps);
 
 			if (test_bit(chunk_bits(s, i), j) &&
-			    !page_is_zero(s->map + start + p, ps))
+			    !snap__page_is_zero(s->map + start + p, ps))
 				return bad(
 					s, -EBADMSG,
 					"memory data: chunk %llu page %u is recorded as zero but holds data",

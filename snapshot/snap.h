@@ -150,6 +150,9 @@ int snap__verify_memory(struct snap *s) __must_check;
  */
 void snap__memory_verified(struct snap *s);
 
+/* Whether the @len bytes at @p (8-aligned, @len a multiple of 64) are all zero. */
+bool snap__page_is_zero(const void *p, size_t len);
+
 /* Whether chunk @i (< info.mem.chunks) is entirely zero pages. */
 bool snap__chunk_is_zero(const struct snap *s, uint64_t i);
 
