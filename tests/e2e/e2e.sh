@@ -36,6 +36,12 @@ bad() {
 		tail -n 30 "$tmp/out"
 		echo "----"
 	fi
+	# Killed by a signal: the test host kernel's report of it (pc, lr, fault address, thread).
+	if [ "${rc:-0}" -gt 128 ]; then
+		echo "---- the test host's kernel log (last 40 lines) ----"
+		dmesg | tail -n 40
+		echo "----"
+	fi
 }
 
 # run NAME ARGS...: runs sandbox with ARGS, output in $tmp/out, status in $rc.
