@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -32,10 +31,17 @@
 /* After a restore failed, no new one for this long. */
 #define BACKOFF_MS 1000
 /*
- * A connection that stops for this long before or in the middle of its
- * request is closed: sandbox run sends its request as soon as it connects.
+ * A VM process dropped without SIGKILL (its run reported, or idle at a
+ * drain) that has not ended this long after is killed: until it is waited
+ * for it holds its --max-vms and --mem-budget share, so one that hangs in
+ * its teardown would hold it for good. A teardown takes some 30 ms
+ * (docs/benchmarks.md); the slow part of a big one, freeing the guest's
+ * memory, the kernel does for a killed process too, so killing loses
+ * nothing the caller waits for (its result came already). 5 s is over a
+ * hundred teardowns, and well within the 30 s a queued run waits by
+ * default (--queue-timeout) for that share.
  */
-#define STALL_MS 2000
+#define EXIT_GRACE_MS 5000
 /* The most an HTTP request head may be (curl's is about 80 bytes). */
 #define HTTP_MAX 4096
 /* Latencies are kept for this many runs: the percentiles are over them. */
@@ -50,6 +56,7 @@ struct worker {
 	int fd; /* our end of the socketpair */
 	unsigned int mib; /* its guest memory, for --mem-budget */
 	bool reaped; /* waited for: the pid may belong to someone else now */
+	uint64_t kill_at_us; /* W_EXITING: when it gets SIGKILL; 0: it got it */
 	struct client *client; /* W_BUSY */
 };
 
@@ -64,6 +71,7 @@ struct client {
 	char *http; /* C_HTTP: HTTP_MAX bytes */
 	size_t http_len;
 	uint64_t seq; /* arrival order: the queue is FIFO */
+	uint64_t accepted_ms; /* C_NEW, C_HTTP: for POOL_REQUEST_MS */
 	uint64_t last_ms; /* C_NEW, C_HTTP: when a byte last came */
 	uint64_t got_us; /* C_QUEUED, C_RUNNING: when the POOL_RUN was whole */
 	struct worker *worker; /* C_RUNNING */
@@ -93,6 +101,8 @@ struct pool {
 	unsigned int size, max_vms, budget_mib;
 	uint64_t queue_timeout_ms; /* 0: none */
 	int listen_fd;
+	/* pool__lock_socket()'s: ours for the daemon's life, closed in its children */
+	int lock_fd;
 	int sig_fd;
 	int notify_fd; /* --daemon: the start status goes to the waiting parent */
 	sigset_t old_mask;
@@ -198,6 +208,7 @@ static void drop_worker(struct worker *w, bool kill_it)
 		w->client->worker = NULL;
 	w->client = NULL;
 	w->state = w->reaped ? W_FREE : W_EXITING;
+	w->kill_at_us = kill_it ? 0 : now_us() + (uint64_t)EXIT_GRACE_MS * 1000;
 }
 
 static void reply(struct client *c, uint16_t type, const struct pool_msg *m,
@@ -223,6 +234,10 @@ static int leave_daemon(struct pool *p)
 		return -1;
 	close(p->listen_fd);
 	close(p->sig_fd);
+	/* The lock is the daemon's: VM processes still dying after it was killed do not hold it. */
+	if (p->lock_fd >= 0)
+		close(p->lock_fd);
+	p->lock_fd = -1;
 	if (p->reload_fd >= 0)
 		close(p->reload_fd);
 	for (unsigned int i = 0; i < p->nr_w; i++)
@@ -868,24 +883,47 @@ static int on_signal(struct pool *p)
 }
 
 /*
- * Closes connections that stall mid-request, times out queued runs. The
- * poll timeout until the next of these deadlines (or the end of a
- * backoff), -1 for none.
+ * Closes connections that stall mid-request or take too long over it,
+ * times out queued runs, kills VM processes that do not end. The poll
+ * timeout until the next of these deadlines (or the end of a backoff), -1
+ * for none.
  */
 static int expire(struct pool *p)
 {
 	uint64_t now = now_us(), next = UINT64_MAX;
-	uint64_t stall_us = (uint64_t)STALL_MS * 1000;
 
+	for (unsigned int i = 0; i < p->nr_w; i++) {
+		struct worker *w = &p->w[i];
+
+		/* Not waited for yet (else W_FREE): the pid is still its own. */
+		if (w->state != W_EXITING || !w->kill_at_us)
+			continue;
+		if (now >= w->kill_at_us) {
+			pr_err("pool: a VM process (pid %d) did not end within %d s of its last use: killed",
+			       (int)w->pid, EXIT_GRACE_MS / 1000);
+			kill(w->pid, SIGKILL);
+			w->kill_at_us = 0;
+			continue;
+		}
+		if (w->kill_at_us < next)
+			next = w->kill_at_us;
+	}
 	for (unsigned int i = 0; i < MAX_CLIENTS; i++) {
 		struct client *c = &p->c[i];
 		uint64_t end;
 
 		if (c->state == C_NEW || c->state == C_HTTP) {
-			end = c->last_ms * 1000 + stall_us;
+			uint64_t whole_ms = c->accepted_ms + POOL_REQUEST_MS;
+
+			end = pool__request_deadline_ms(c->accepted_ms,
+							c->last_ms) *
+			      1000;
 			if (now >= end) {
 				pr_debug(
-					"pool: a connection stalled mid-request");
+					"pool: a connection %s",
+					now >= whole_ms * 1000
+						? "took too long over its request"
+						: "stalled mid-request");
 				close_client(c);
 				continue;
 			}
@@ -950,7 +988,8 @@ static void accept_client(struct pool *p)
 	}
 	c->state = C_NEW;
 	c->fd = fd;
-	c->last_ms = now_ms();
+	c->accepted_ms = now_ms();
+	c->last_ms = c->accepted_ms;
 }
 
 static int serve(struct pool *p)
@@ -977,7 +1016,12 @@ static int serve(struct pool *p)
 			break;
 		dispatch(p);
 		timeout = expire(p);
-		if (p->draining && !count(p, W_BUSY))
+		/*
+		 * Exiting VM processes are waited for here, not in a blocking
+		 * wait() after: one that hangs gets its SIGKILL in time, and a
+		 * second signal is still heard meanwhile.
+		 */
+		if (p->draining && !count(p, W_BUSY) && !count(p, W_EXITING))
 			break;
 		pfd[n++] = (struct pollfd){ .fd = p->sig_fd, .events = POLLIN };
 		if (p->listen_fd >= 0) {
@@ -1279,6 +1323,10 @@ static int run_pool(struct pool *p, const struct pool_opts *o, char *sock,
 	for (unsigned int i = 0; i < p->nr_w; i++)
 		if (p->w[i].fd >= 0)
 			drop_worker(&p->w[i], p->w[i].state == W_BUSY);
+	/* Nor do we wait out a grace period: a second signal means now. */
+	for (unsigned int i = 0; i < p->nr_w; i++)
+		if (p->w[i].state == W_EXITING && p->w[i].kill_at_us)
+			kill(p->w[i].pid, SIGKILL);
 	for (unsigned int i = 0; i < MAX_CLIENTS; i++)
 		if (p->c[i].state != C_FREE)
 			close_client(&p->c[i]);
@@ -1369,50 +1417,10 @@ static int detach(struct pool *p, bool *parent)
 	return EXIT_OK;
 }
 
-/*
- * One pool per socket: an exclusive flock on <socket>.d (made if missing),
- * held, through the inherited descriptor, for the daemon's life. Two
- * `pool start`s at once both find nobody answering on the socket; only one
- * gets this. The fd, -EADDRINUSE when another pool holds it, or -errno.
- */
-static int lock_socket(const char *sock)
-{
-	char dir[PATH_MAX], parent[PATH_MAX], *slash;
-	struct stat a, b;
-	int fd, err;
-
-	if (snprintf(dir, sizeof(dir), "%s.d", sock) >= (int)sizeof(dir))
-		return -ENAMETOOLONG;
-	snprintf(parent, sizeof(parent), "%s", sock);
-	slash = strrchr(parent, '/');
-	if (slash && slash != parent) {
-		*slash = '\0';
-		if (mkdir(parent, 0700) < 0 && errno != EEXIST)
-			return -errno;
-	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	err = flock(fd, LOCK_EX | LOCK_NB) < 0 ? -errno : 0;
-	if (err == -EWOULDBLOCK)
-		err = -EADDRINUSE;
-	/* A pool that stopped meanwhile removed the directory we locked. */
-	if (!err && (fstat(fd, &a) < 0 || stat(dir, &b) < 0 ||
-		     a.st_ino != b.st_ino || a.st_dev != b.st_dev))
-		err = -EADDRINUSE;
-	if (err) {
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 int pool__daemon(const struct pool_opts *o)
 {
 	char sock[PATH_MAX], pid_path[PATH_MAX + 8];
-	bool has_pid = o->pid_file || o->daemon, parent = false, is_daemon;
+	bool has_pid = o->pid_file || o->daemon, parent = false;
 	struct pool *p = NULL;
 	int status, log_fd = -1, lock_fd;
 
@@ -1426,16 +1434,25 @@ int pool__daemon(const struct pool_opts *o)
 		snprintf(pid_path, sizeof(pid_path), "%s", o->pid_file);
 	else
 		snprintf(pid_path, sizeof(pid_path), "%s.pid", sock);
-	/* Before anything slow, and while our messages still reach the caller. */
-	lock_fd = lock_socket(sock);
+	/*
+	 * Before anything slow, and while our messages still reach the caller.
+	 * Someone answering on a socket we could lock: a pool of a version
+	 * without the lock, or not a pool; its socket is not ours to replace.
+	 */
+	lock_fd = pool__lock_socket(sock);
 	if (lock_fd == -EADDRINUSE || (lock_fd >= 0 && pool_answers(sock))) {
 		pr_err("a pool is already running on %s", sock);
 		if (lock_fd >= 0)
 			close(lock_fd);
 		return EXIT_INTERNAL;
 	}
+	if (lock_fd == -EPERM) {
+		pr_err("pool: %s.lock is not a regular file of ours", sock);
+		return EXIT_INTERNAL;
+	}
 	if (lock_fd < 0) {
-		pr_err("pool: cannot lock %s.d: %s", sock, strerror(-lock_fd));
+		pr_err("pool: cannot lock %s.lock: %s", sock,
+		       strerror(-lock_fd));
 		return EXIT_INTERNAL;
 	}
 	if (o->log) {
@@ -1454,6 +1471,8 @@ int pool__daemon(const struct pool_opts *o)
 		status = EXIT_INTERNAL;
 		goto out;
 	}
+	p->lock_fd = lock_fd;
+	lock_fd = -1;
 	p->o = o;
 	p->size = o->size;
 	p->max_vms = o->max_vms;
@@ -1472,7 +1491,6 @@ int pool__daemon(const struct pool_opts *o)
 	status = run_pool(p, o, sock, has_pid ? pid_path : NULL, &log_fd);
 out:
 	/* Forked workers and reload processes end here too. */
-	is_daemon = !parent && !(p && p->is_child);
 	if (p) {
 		/* A start that failed before listening: the waiting parent gets its status. */
 		notify_start(p, status);
@@ -1481,22 +1499,20 @@ out:
 				close_client(&p->c[i]);
 		if (p->snap_fd >= 0)
 			close(p->snap_fd);
+		/*
+		 * Last: the socket, the pid file and <socket>.d are gone or
+		 * given up by now (run_pool()), so a pool starting once it has
+		 * the lock finds none of them in use.
+		 */
+		if (p->lock_fd >= 0)
+			close(p->lock_fd);
 		free(p->w);
 		free(p->c);
 		free(p);
 	}
 	if (log_fd >= 0)
 		close(log_fd);
-	/*
-	 * What lock_socket() made, unless a worker's leftovers are in it; by
-	 * the daemon only (not the detaching parent, not a worker).
-	 */
-	if (is_daemon) {
-		char dir[PATH_MAX + 8];
-
-		snprintf(dir, sizeof(dir), "%s.d", sock);
-		rmdir(dir);
-	}
-	close(lock_fd);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return status;
 }

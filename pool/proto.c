@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
-// The pool's wire messages, datagrams or a stream, checked on the way in; status and metrics texts.
+// The pool's wire messages (datagrams or a stream, checked on the way in), texts, request deadline, socket lock.
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "proto.h"
@@ -330,6 +334,53 @@ int pool__http_request(const char *buf, size_t len, const char **path,
 	*path = p;
 	*path_len = (size_t)(sp - p);
 	return 1;
+}
+
+uint64_t pool__request_deadline_ms(uint64_t accepted_ms, uint64_t last_ms)
+{
+	uint64_t stall = last_ms + POOL_STALL_MS;
+	uint64_t whole = accepted_ms + POOL_REQUEST_MS;
+
+	return stall < whole ? stall : whole;
+}
+
+int pool__lock_socket(const char *sock)
+{
+	char path[PATH_MAX], *slash;
+	struct stat st;
+	int fd, err = 0;
+
+	if (snprintf(path, sizeof(path), "%s.lock", sock) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	slash = strrchr(path, '/');
+	if (slash && slash != path) {
+		*slash = '\0';
+		if (mkdir(path, 0700) < 0 && errno != EEXIST)
+			err = -errno;
+		*slash = '/';
+		if (err)
+			return err;
+	}
+	/*
+	 * Not through a symlink, nor stuck on a FIFO: in /tmp (the default
+	 * socket's directory) anyone may have put something at this path.
+	 */
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+		  0600);
+	if (fd < 0)
+		return errno == ELOOP || errno == EISDIR ? -EPERM : -errno;
+	/* Someone else's file: its owner could hold the lock and keep us out. */
+	if (fstat(fd, &st) < 0)
+		err = -errno;
+	else if (!S_ISREG(st.st_mode) || st.st_uid != geteuid())
+		err = -EPERM;
+	else if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		err = errno == EWOULDBLOCK ? -EADDRINUSE : -errno;
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return fd;
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The pool's messages (client <-> daemon <-> worker) and the texts the daemon serves. */
+/* The pool's messages (client <-> daemon <-> worker), the texts the daemon serves, its socket's deadline and lock. */
 #ifndef SANDBOX_POOL_PROTO_H
 #define SANDBOX_POOL_PROTO_H
 
@@ -151,6 +151,44 @@ int pool__rx_wait(int fd, struct pool_rx *rx,
  */
 int pool__http_request(const char *buf, size_t len, const char **path,
 		       size_t *path_len) __must_check;
+
+/*
+ * The daemon closes a connection that stops for POOL_STALL_MS before or in
+ * the middle of its request, and one whose request is not whole
+ * POOL_REQUEST_MS after it was accepted, however steadily it trickles: each
+ * connection holds one of the daemon's few slots. The largest request is a
+ * header and POOL_PAYLOAD_MAX bytes (an HTTP request head: 4 KiB), which
+ * `sandbox run` writes with one sendmsg() into a socket buffer that holds it
+ * whole; a caller's stdin, however large, is no part of it (it goes as a
+ * descriptor, read by the VM's process). So a real request is whole when
+ * its first byte arrives, and the cap only has to allow for a client that
+ * a loaded host does not schedule for a while: five times the stall limit.
+ */
+#define POOL_STALL_MS 2000
+#define POOL_REQUEST_MS (5 * POOL_STALL_MS)
+
+/*
+ * When a connection still sending its request is closed: POOL_STALL_MS
+ * after its last byte came (@last_ms; when it was accepted, before the
+ * first), and POOL_REQUEST_MS after it was accepted (@accepted_ms) at the
+ * latest. Milliseconds on the clock the arguments are on.
+ */
+uint64_t pool__request_deadline_ms(uint64_t accepted_ms, uint64_t last_ms);
+
+/*
+ * One pool per socket: takes an exclusive flock() on <@sock>.lock, making
+ * the file (mode 0600) and @sock's own directory (mode 0700) when missing,
+ * so that of two `pool start`s at the same moment, both finding nobody
+ * listening yet, only one goes on. The lock lasts while the returned
+ * descriptor (O_CLOEXEC), or a copy a fork() made, is open: it goes with
+ * the processes holding it, however they end. The file itself stays: a
+ * file left behind locks nothing, while removing it would let a start that
+ * opened the old file and one that made a new one both get "the" lock.
+ * Returns the descriptor; -EADDRINUSE when another process holds the lock;
+ * -ENAMETOOLONG; -EPERM when <@sock>.lock is not a regular file of our
+ * uid (a symlink included); or -errno.
+ */
+int pool__lock_socket(const char *sock) __must_check;
 
 /* What `pool status` and /metrics report. Latencies in milliseconds. */
 struct pool_stats {

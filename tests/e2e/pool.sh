@@ -7,7 +7,8 @@
 # anyway, says so, and checks what those runs left, so that the whole file fits in
 # `tests/<arch>-host/run --timeout 1500`.
 # UNIXGET (default tests/unixget beside this script, built from tests/e2e/unixget.c): how
-# pool_metrics reads GET /metrics from the pool's socket (busybox nc has no Unix sockets).
+# pool_metrics reads GET /metrics from the pool's socket (busybox nc has no Unix sockets), and
+# pool_slow_request trickles a request into it.
 
 SANDBOX=${SANDBOX:-/sandbox/sandbox}
 EX=${EX:-/sandbox/examples}
@@ -84,6 +85,15 @@ wait_gone() {
 		sleep 0.1
 	done
 	return 0
+}
+
+# at_most_one_alive PID...: no two of the PIDs run.
+at_most_one_alive() {
+	n=0
+	for p in "$@"; do
+		alive "$p" && n=$((n + 1))
+	done
+	[ $n -le 1 ]
 }
 
 # within SECS CMD...: polls CMD until it succeeds, at most SECS seconds. 1 if it never did.
@@ -167,9 +177,10 @@ started() {
 		[ "$(ls "$SOCK.d" 2>/dev/null | wc -l)" -le "$1" ]
 }
 
-# tmp_files: what /tmp holds, but for our own directory and the pool's VM directories.
+# tmp_files: what /tmp holds, but for our own directory, the pool's VM directories and its
+# lock file (it stays once made: docs/pool.md).
 tmp_files() {
-	find /tmp -path "$tmp" -prune -o -path "$SOCK.d" -prune -o -print | sort
+	find /tmp -path "$tmp" -prune -o -path "$SOCK.d" -prune -o -path "$SOCK.lock" -prune -o -print | sort
 }
 
 # start_pool: the main pool of 2 on the default socket, in the background (its pid in
@@ -438,6 +449,46 @@ t_pool_metrics() {
 	ok pool_metrics
 }
 
+# trickle KIND MS NAME: unixget --trickle MS $SOCK KIND in the background, its output in
+# $tmp/NAME.out and status in $tmp/NAME.rc.
+trickle() {
+	("$UNIXGET" --trickle "$2" "$SOCK" "$1" >"$tmp/$3.out" 2>&1
+	echo $? >"$tmp/$3.rc") &
+}
+
+# closed_after NAME: the milliseconds after which the pool closed trickle NAME's connection;
+# empty if it did not.
+closed_after() {
+	[ "$(cat "$tmp/$1.rc" 2>/dev/null)" = 0 ] && sed -n 's/^closed after \([0-9]*\) ms, .*/\1/p' "$tmp/$1.out"
+}
+
+t_pool_slow_request() {
+	# A client that sends its request a byte a second never stalls for 2 s, yet it may hold
+	# one of the pool's connection slots for 10 s at most (POOL_REQUEST_MS, docs/pool.md):
+	# an HTTP request and a pool message, each longer than 10 bytes. One that sends nothing
+	# for 2 s is closed then, as before.
+	[ -x "$UNIXGET" ] || { bad pool_slow_request "no $UNIXGET (build tests/e2e/unixget.c)"; return; }
+	trickle http 1000 th
+	trickle pool 1000 tp
+	trickle pool 3000 ts
+	within 60 eval '[ -f "$tmp/th.rc" ] && [ -f "$tmp/tp.rc" ] && [ -f "$tmp/ts.rc" ]' ||
+		{ bad pool_slow_request "the trickling clients still run after 60 s"; return; }
+	for c in th tp; do
+		ms=$(closed_after $c)
+		[ -n "$ms" ] || { bad pool_slow_request "$c: not closed by the pool (status $(cat "$tmp/$c.rc")): $(cat "$tmp/$c.out")"; return; }
+		echo "  $c: $(cat "$tmp/$c.out")"
+		[ "$ms" -ge 9000 ] && [ "$ms" -le 20000 ] || { bad pool_slow_request "$c: closed after $ms ms, expected about 10000"; return; }
+	done
+	ms=$(closed_after ts)
+	[ -n "$ms" ] || { bad pool_slow_request "ts: not closed by the pool: $(cat "$tmp/ts.out")"; return; }
+	[ "$ms" -ge 1500 ] && [ "$ms" -le 6000 ] || { bad pool_slow_request "ts: closed after $ms ms, expected about 2000 (stalled)"; return; }
+	alive $daemon || { bad pool_slow_request "the daemon died"; return; }
+	frun "$EX/hello" slow
+	[ $rc -eq 0 ] && [ "$(cat "$tmp/out")" = "Hello from a sandboxed function! slow" ] || { bad pool_slow_request "a run after the slow clients: status $rc"; return; }
+	rm -f "$tmp/th.out" "$tmp/th.rc" "$tmp/tp.out" "$tmp/tp.rc" "$tmp/ts.out" "$tmp/ts.rc"
+	ok pool_slow_request
+}
+
 t_pool_daemon() {
 	# pool start --daemon returns once it listens; the pid file names the daemon.
 	s0=$(now_cs)
@@ -464,41 +515,90 @@ t_pool_daemon() {
 }
 
 t_pool_start_race() {
-	# Two pool starts at once on one socket: both find nobody listening; one gets the lock.
+	# Three pool starts at once on one socket: all find nobody listening; one gets the lock
+	# on $rsock.lock, the others exit 100 with the message.
 	rsock=$tmp/race.sock
 	# The first pool's snapshot (a.snap is garbage since pool_reload).
 	rsnap=$(field snapshot)
 	[ -f "$rsnap" ] || { bad pool_start_race "no snapshot from the first pool: '$rsnap'"; return; }
-	"$SANDBOX" pool start --socket "$rsock" --snapshot "$rsnap" --size 1 >/dev/null 2>"$tmp/race1.err" </dev/null &
-	r1=$!
-	"$SANDBOX" pool start --socket "$rsock" --snapshot "$rsnap" --size 1 >/dev/null 2>"$tmp/race2.err" </dev/null &
-	r2=$!
-	within 60 settled 1 "$rsock" || { kill -KILL $r1 $r2 2>/dev/null; bad pool_start_race "no pool ready: $st; $(cat "$tmp/race1.err" "$tmp/race2.err")"; return; }
-	# The loser ends at once with the message; the winner serves.
-	if wait_gone $r1 10; then
-		wait $r1
+	racers=
+	for i in 1 2 3; do
+		"$SANDBOX" pool start --socket "$rsock" --snapshot "$rsnap" --size 1 >/dev/null 2>"$tmp/race$i.err" </dev/null &
+		racers="$racers $!"
+	done
+	within 60 settled 1 "$rsock" || { kill -KILL $racers 2>/dev/null; bad pool_start_race "no pool ready: $st; $(cat "$tmp"/race?.err)"; return; }
+	# The losers end at once with the message; the winner serves.
+	within 10 at_most_one_alive $racers
+	winner= losers=0 i=0
+	for r in $racers; do
+		i=$((i + 1))
+		if alive $r; then
+			[ -z "$winner" ] || { kill -KILL $racers 2>/dev/null; bad pool_start_race "two pools are running: $winner and $r"; return; }
+			winner=$r
+			continue
+		fi
+		wait $r
 		rc=$?
-		loser=$tmp/race1.err winner=$r2
-	elif wait_gone $r2 10; then
-		wait $r2
-		rc=$?
-		loser=$tmp/race2.err winner=$r1
-	else
-		kill -KILL $r1 $r2 2>/dev/null
-		bad pool_start_race "both pools are running"
-		return
-	fi
-	[ $rc -eq 100 ] || { kill -KILL $r1 $r2 2>/dev/null; bad pool_start_race "the second start ended with $rc, expected 100"; return; }
-	grep -qF "a pool is already running on $rsock" "$loser" || { kill -KILL $r1 $r2 2>/dev/null; bad pool_start_race "no 'already running' message: $(cat "$loser")"; return; }
-	alive $winner || { bad pool_start_race "the winner is gone"; return; }
+		[ $rc -eq 100 ] || { kill -KILL $racers 2>/dev/null; bad pool_start_race "start $i ended with $rc, expected 100: $(cat "$tmp/race$i.err")"; return; }
+		grep -qF "a pool is already running on $rsock" "$tmp/race$i.err" || { kill -KILL $racers 2>/dev/null; bad pool_start_race "start $i: no 'already running' message: $(cat "$tmp/race$i.err")"; return; }
+		losers=$((losers + 1))
+	done
+	[ -n "$winner" ] && [ $losers -eq 2 ] || { kill -KILL $racers 2>/dev/null; bad pool_start_race "$losers starts refused, and the winner: '$winner'"; return; }
 	frun --pool "$rsock" "$EX/hello" race
 	[ $rc -eq 0 ] && grep -qx "Hello from a sandboxed function! race" "$tmp/out" || { kill -KILL $winner; bad pool_start_race "a run through the winner: status $rc"; return; }
+	# A start while it runs: refused the same way.
+	"$SANDBOX" pool start --socket "$rsock" --snapshot "$rsnap" --size 1 >/dev/null 2>"$tmp/race4.err" </dev/null
+	rc=$?
+	[ $rc -eq 100 ] && grep -qF "a pool is already running on $rsock" "$tmp/race4.err" || { kill -KILL $winner; bad pool_start_race "a start beside a running pool: status $rc: $(cat "$tmp/race4.err")"; return; }
 	"$SANDBOX" pool stop --socket "$rsock" >/dev/null 2>&1
 	wait_gone $winner 30 || { kill -KILL $winner; bad pool_start_race "the pool did not stop"; return; }
 	wait $winner
+	# The lock file stays (an empty file, mode 0600), and locks nothing: the next start runs.
 	[ ! -e "$rsock" ] && [ ! -e "$rsock.d" ] || { bad pool_start_race "left $(ls -d "$rsock"* 2>/dev/null | tr '\n' ' ')"; return; }
-	rm -f "$tmp/race1.err" "$tmp/race2.err"
+	[ -f "$rsock.lock" ] && [ ! -s "$rsock.lock" ] || { bad pool_start_race "no empty lock file $rsock.lock after the stop"; return; }
+	case $(ls -l "$rsock.lock") in
+	-rw-------*) ;;
+	*) bad pool_start_race "the lock file's mode: $(ls -l "$rsock.lock")"; return ;;
+	esac
+	"$SANDBOX" pool start --socket "$rsock" --snapshot "$rsnap" --size 1 >/dev/null 2>"$tmp/race5.err" </dev/null &
+	r5=$!
+	within 60 settled 1 "$rsock" || { kill -KILL $r5; bad pool_start_race "no pool over the lock file left behind: $(cat "$tmp/race5.err")"; return; }
+	"$SANDBOX" pool stop --socket "$rsock" >/dev/null 2>&1
+	wait_gone $r5 30 || { kill -KILL $r5; bad pool_start_race "the second pool did not stop"; return; }
+	wait $r5
+	rm -f "$tmp"/race?.err
 	ok pool_start_race
+}
+
+t_pool_exit_deadline() {
+	# A VM process the daemon is done with that does not end (here: stopped with SIGSTOP
+	# while ready, then the pool stops) holds its --max-vms share until it is waited for: the
+	# daemon kills it 5 s after it let it go (docs/pool.md), logs it, and finishes its drain.
+	xsock=$tmp/x.sock
+	xsnap=$(field snapshot)
+	[ -f "$xsnap" ] || { bad pool_exit_deadline "no snapshot from the first pool: '$xsnap'"; return; }
+	"$SANDBOX" pool start --socket "$xsock" --snapshot "$xsnap" --size 1 --max-vms 1 --log "$tmp/x.log" >/dev/null 2>&1 </dev/null &
+	x=$!
+	within 60 settled 1 "$xsock" || { kill -KILL $x; bad pool_exit_deadline "no VM ready: $st"; return; }
+	w=$(children $x)
+	case $w in
+	"" | *[!0-9]*) kill -KILL $x; bad pool_exit_deadline "not one VM process: '$w'"; return ;;
+	esac
+	kill -STOP "$w"
+	s0=$(now_cs)
+	"$SANDBOX" pool stop --socket "$xsock" >/dev/null 2>&1
+	wait_gone $x 30 || { kill -KILL $x "$w"; bad pool_exit_deadline "the pool still runs 30 s after pool stop: a stopped VM process holds it"; return; }
+	el=$(($(now_cs) - s0))
+	wait $x
+	rc=$?
+	echo "  timing: pool stop with a stopped VM process took $(cs_to_s $el) s"
+	[ $rc -eq 0 ] || { bad pool_exit_deadline "the pool exited with $rc"; return; }
+	[ $el -ge 400 ] || { bad pool_exit_deadline "it stopped after $(cs_to_s $el) s, before the 5 s deadline"; return; }
+	grep -q "pool: a VM process (pid $w) did not end within 5 s of its last use: killed" "$tmp/x.log" || { bad pool_exit_deadline "no line about the kill in the log: $(tail -n 5 "$tmp/x.log")"; return; }
+	alive "$w" && { kill -KILL "$w"; bad pool_exit_deadline "the stopped VM process $w is still there"; return; }
+	[ ! -e "$xsock" ] && [ ! -e "$xsock.d" ] || { bad pool_exit_deadline "left $(ls -d "$xsock"* 2>/dev/null | tr '\n' ' ')"; return; }
+	rm -f "$tmp/x.log"
+	ok pool_exit_deadline
 }
 
 t_pool_queue_timeout() {
@@ -683,7 +783,8 @@ t_pool_sigkill() {
 	# The VM processes die with the daemon (PR_SET_PDEATHSIG); teardown takes a moment here.
 	within 20 no_procs || { bad pool_sigkill "sandbox processes left: $(procs)"; return; }
 	[ -d "$SOCK.d" ] && [ -n "$(ls -A "$SOCK.d")" ] && { bad pool_sigkill "left in $SOCK.d: $(ls -A "$SOCK.d")"; return; }
-	# Nothing else of ours in /tmp but the stale socket (nobody listens) and an empty $SOCK.d.
+	# Nothing else of ours in /tmp but the stale socket (nobody listens), an empty $SOCK.d and
+	# the lock file (tmp_files leaves it out).
 	tmp_files | grep -vxF "$SOCK" >"$tmp/files.now"
 	cmp -s "$tmp/files.start" "$tmp/files.now" || { bad pool_sigkill "/tmp changed: $(diff "$tmp/files.start" "$tmp/files.now" | grep '^[-+]/' | head -n 10)"; return; }
 	# The socket file stays, stale: nobody listens, so a run restores inline.
@@ -736,7 +837,7 @@ t_pool_drain() {
 t0=$(now_cs)
 tmp_files >"$tmp/files.start"
 for t in pool_bad_snapshot pool_start pool_hello pool_exit_codes pool_stdin pool_concurrent pool_burst \
-	pool_timeout_panic pool_client_gone pool_worker_kill pool_metrics; do
+	pool_timeout_panic pool_client_gone pool_worker_kill pool_metrics pool_slow_request; do
 	"t_$t"
 	rm -f "$tmp/out" "$tmp/err"
 done
@@ -749,7 +850,8 @@ esac
 "$SANDBOX" snapshot create --agent --cmdline "console=$CONSOLE quiet loglevel=1" -o "$tmp/a.snap" >"$tmp/out" 2>"$tmp/err" </dev/null ||
 	echo "  snapshot create --agent failed: $(tail -n 5 "$tmp/err")"
 echo "  timing: snapshot create --agent: $(cs_to_s $(($(now_cs) - s0))) s"
-for t in pool_daemon pool_queue_timeout pool_reload pool_daemon_stop pool_start_race pool_leak pool_sigkill pool_stop pool_drain; do
+for t in pool_daemon pool_queue_timeout pool_reload pool_daemon_stop pool_start_race pool_exit_deadline pool_leak pool_sigkill \
+	pool_stop pool_drain; do
 	"t_$t"
 	rm -f "$tmp/out" "$tmp/err"
 done
@@ -759,7 +861,7 @@ done
 for p in $(procs | cut -d' ' -f1); do
 	kill -KILL "$p" 2>/dev/null
 done
-rm -rf "$tmp" "$SOCK" "$SOCK.d"
+rm -rf "$tmp" "$SOCK" "$SOCK.d" "$SOCK.lock"
 echo "  timing: pool.sh took $(cs_to_s $(($(now_cs) - t0))) s"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

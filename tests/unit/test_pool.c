@@ -4,9 +4,13 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../../launcher/cli.h"
@@ -587,4 +591,143 @@ Test(pool, metrics_are_prometheus_text)
 	cr_assert_gt(pool__format_metrics(&none, buf, sizeof(buf)), 0);
 	cr_assert(strstr(buf, "{quantile=\"0.5\"} NaN\n"));
 	cr_assert_eq(pool__format_metrics(&some_stats, buf, 100), -E2BIG);
+}
+
+/* A socket path in a fresh directory, under a subdirectory not made yet. */
+static char lock_dir[PATH_MAX], lock_sock[PATH_MAX + 32],
+	lock_file[PATH_MAX + 64];
+
+static void lock_setup(void)
+{
+	snprintf(lock_dir, sizeof(lock_dir), "/tmp/sandbox-pool-lock-XXXXXX");
+	cr_assert_not_null(mkdtemp(lock_dir));
+	snprintf(lock_sock, sizeof(lock_sock), "%s/sub/pool.sock", lock_dir);
+	snprintf(lock_file, sizeof(lock_file), "%s.lock", lock_sock);
+}
+
+static void lock_teardown(void)
+{
+	char sub[PATH_MAX + 8];
+
+	unlink(lock_file);
+	rmdir(lock_file);
+	snprintf(sub, sizeof(sub), "%s/sub", lock_dir);
+	rmdir(sub);
+	rmdir(lock_dir);
+}
+
+Test(pool, lock_is_held_by_one_and_its_file_stays, .init = lock_setup,
+     .fini = lock_teardown)
+{
+	struct stat st;
+	int a, b;
+
+	a = pool__lock_socket(lock_sock);
+	cr_assert_geq(a, 0, "%s", strerror(-a));
+	cr_assert(fcntl(a, F_GETFD) & FD_CLOEXEC);
+	cr_assert_eq(stat(lock_file, &st), 0);
+	cr_assert(S_ISREG(st.st_mode));
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	/* A second start, even from this process: another open file. */
+	cr_assert_eq(pool__lock_socket(lock_sock), -EADDRINUSE);
+	cr_assert_eq(pool__lock_socket(lock_sock), -EADDRINUSE);
+	close(a);
+	/* The file left behind locks nothing. */
+	cr_assert_eq(stat(lock_file, &st), 0);
+	b = pool__lock_socket(lock_sock);
+	cr_assert_geq(b, 0, "%s", strerror(-b));
+	close(b);
+}
+
+Test(pool, lock_lasts_while_a_forked_copy_is_open, .init = lock_setup,
+     .fini = lock_teardown)
+{
+	int fd, pipefd[2], st, again;
+	char c;
+	pid_t pid;
+
+	fd = pool__lock_socket(lock_sock);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pipe(pipefd), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* Holds the inherited copy until the parent says. */
+		close(pipefd[1]);
+		_exit(read(pipefd[0], &c, 1) == 0 ? 0 : 1);
+	}
+	close(pipefd[0]);
+	close(fd);
+	/* Why the daemon's VM processes close theirs: it outlives the daemon's. */
+	cr_assert_eq(pool__lock_socket(lock_sock), -EADDRINUSE);
+	close(pipefd[1]);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	again = pool__lock_socket(lock_sock);
+	cr_assert_geq(again, 0, "%s", strerror(-again));
+	close(again);
+}
+
+Test(pool, lock_refuses_what_is_not_a_file_of_ours, .init = lock_setup,
+     .fini = lock_teardown)
+{
+	char target[PATH_MAX + 16], sub[PATH_MAX + 8];
+	struct stat st;
+
+	snprintf(sub, sizeof(sub), "%s/sub", lock_dir);
+	cr_assert_eq(mkdir(sub, 0700), 0);
+	/* A symlink someone put there, to a file that is not there yet. */
+	snprintf(target, sizeof(target), "%s/target", lock_dir);
+	cr_assert_eq(symlink(target, lock_file), 0);
+	cr_assert_eq(pool__lock_socket(lock_sock), -EPERM);
+	cr_assert_neq(stat(target, &st), 0,
+		      "the lock made the symlink's target");
+	cr_assert_eq(unlink(lock_file), 0);
+	cr_assert_eq(mkdir(lock_file, 0700), 0);
+	cr_assert_eq(pool__lock_socket(lock_sock), -EPERM);
+	cr_assert_eq(rmdir(lock_file), 0);
+	cr_assert_eq(mkfifo(lock_file, 0600), 0);
+	cr_assert_eq(pool__lock_socket(lock_sock), -EPERM);
+}
+
+Test(pool, lock_path_too_long)
+{
+	static char sock[PATH_MAX];
+
+	memset(sock, 'a', sizeof(sock) - 1);
+	sock[0] = '/';
+	cr_assert_eq(pool__lock_socket(sock), -ENAMETOOLONG);
+}
+
+Test(pool, a_silent_connection_ends_at_the_stall_limit)
+{
+	cr_assert_eq(pool__request_deadline_ms(5000, 5000),
+		     5000 + POOL_STALL_MS);
+	cr_assert_eq(pool__request_deadline_ms(5000, 6000),
+		     6000 + POOL_STALL_MS);
+}
+
+Test(pool, a_trickling_request_ends_at_the_whole_request_limit)
+{
+	const uint64_t t0 = 5000, gap = POOL_STALL_MS - 100;
+	uint64_t last = t0, now = t0, bytes = 0;
+
+	cr_assert_gt(POOL_REQUEST_MS, POOL_STALL_MS);
+	/* A byte just before each stall limit: the connection would never end. */
+	for (;;) {
+		uint64_t end = pool__request_deadline_ms(t0, last);
+
+		cr_assert_lt(bytes, 1000, "the trickle was never cut off");
+		if (now + gap >= end) {
+			now = end;
+			break;
+		}
+		now += gap;
+		last = now;
+		bytes++;
+	}
+	cr_assert_eq(now, t0 + POOL_REQUEST_MS);
+	cr_assert_gt(bytes, 0);
+	/* Its last byte came less than a stall limit before: no stall ended it. */
+	cr_assert_lt(now - last, POOL_STALL_MS);
 }
