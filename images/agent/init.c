@@ -17,6 +17,7 @@
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -374,7 +375,9 @@ static void run_command(char **argv)
  * Leaves a disk root clean before the power goes: processes the command left behind could still
  * write after sync() and would keep the remount busy, so they go first. Remounting read-only
  * flushes the filesystem and marks it cleanly unmounted (no journal replay, no fsck warning on
- * the next boot).
+ * the next boot). Last the console: a write() to it returns once the bytes are in the tty
+ * layer's buffer, which the UART driver empties a FIFO load per interrupt; a reboot right after
+ * would lose the output's end. tcdrain() waits until the UART took everything.
  */
 static void quiesce(void)
 {
@@ -384,6 +387,8 @@ static void quiesce(void)
 	sync();
 	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL) < 0)
 		log_err("remount / read-only: %s", strerror(errno));
+	if (tcdrain(STDOUT_FILENO) < 0 && errno != ENOTTY)
+		log_err("draining the console: %s", strerror(errno));
 }
 
 /*
