@@ -230,7 +230,7 @@ E2E_TIMEOUT_x86_64 := 420
 host_retry = for try in 1 2 3; do \
 		st=0; tests/$(1)-host/run --timeout $(2) -- $(3) || st=$$?; \
 		if [ $$st -ne 124 ] && [ $$st -ne 125 ]; then exit $$st; fi; \
-		echo "$@: attempt $$try: the $(1) test host did not finish (status $$st: it froze or failed, no test did)" >&2; \
+		echo "$@: attempt $$try: the $(1) test host did not finish (status $$st: it froze, failed or ran past its limit; no test reported a failure)" >&2; \
 	done; exit 125
 define arch_e2e
 e2e-$(1):

@@ -16,8 +16,8 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -371,13 +371,35 @@ static void run_command(char **argv)
  */
 #define VM_END RB_AUTOBOOT
 
+/* How long the end of the guest waits for the console's output to reach the UART. */
+#define CONSOLE_DRAIN_MS 2000
+
+/*
+ * Waits up to @ms for the console's tty buffer to empty, looking every 5 ms. Past that, silently:
+ * a message about it would only wait in the same full buffer.
+ */
+static void drain_console(unsigned int ms)
+{
+	struct timespec step = { 0, 5000000 };
+	int queued;
+
+	for (unsigned int waited = 0; waited < ms; waited += 5) {
+		/* Not a tty (no console): nothing to wait for. */
+		if (ioctl(STDOUT_FILENO, TIOCOUTQ, &queued) < 0 || queued <= 0)
+			return;
+		nanosleep(&step, NULL);
+	}
+}
+
 /*
  * Leaves a disk root clean before the power goes: processes the command left behind could still
  * write after sync() and would keep the remount busy, so they go first. Remounting read-only
  * flushes the filesystem and marks it cleanly unmounted (no journal replay, no fsck warning on
  * the next boot). Last the console: a write() to it returns once the bytes are in the tty
  * layer's buffer, which the UART driver empties a FIFO load per interrupt; a reboot right after
- * would lose the output's end. tcdrain() waits until the UART took everything.
+ * would lose the output's end. So we wait until the UART took everything, but not for ever: a
+ * host that stopped reading the console would hold the guest until the VMM's --timeout, where
+ * a reboot lets the VMM flush or drop the rest within its own limit.
  */
 static void quiesce(void)
 {
@@ -387,8 +409,7 @@ static void quiesce(void)
 	sync();
 	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL) < 0)
 		log_err("remount / read-only: %s", strerror(errno));
-	if (tcdrain(STDOUT_FILENO) < 0 && errno != ENOTTY)
-		log_err("draining the console: %s", strerror(errno));
+	drain_console(CONSOLE_DRAIN_MS);
 }
 
 /*

@@ -304,8 +304,10 @@ burst() {
 	i=1
 	while [ $i -le "$2" ]; do
 		rm -f "$tmp/$1$i.rc"
+		# The status file appears whole (mv): a reader never sees it empty.
 		("$SANDBOX" run "$EX/hello" "$1$i" >"$tmp/$1$i.out" 2>"$tmp/$1$i.err" </dev/null
-		echo $? >"$tmp/$1$i.rc") &
+		echo $? >"$tmp/$1$i.rc.new"
+		mv "$tmp/$1$i.rc.new" "$tmp/$1$i.rc") &
 		i=$((i + 1))
 	done
 }
@@ -453,7 +455,8 @@ t_pool_metrics() {
 # $tmp/NAME.out and status in $tmp/NAME.rc.
 trickle() {
 	("$UNIXGET" --trickle "$2" "$SOCK" "$1" >"$tmp/$3.out" 2>&1
-	echo $? >"$tmp/$3.rc") &
+	echo $? >"$tmp/$3.rc.new"
+	mv "$tmp/$3.rc.new" "$tmp/$3.rc") &
 }
 
 # closed_after NAME: the milliseconds after which the pool closed trickle NAME's connection;
